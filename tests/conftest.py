@@ -1,0 +1,30 @@
+"""Shared fixtures: where the real data lives, and offscreen Qt."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+DATASETS = SHARED / "datasets"
+
+
+@pytest.fixture(scope="session")
+def repo_dir() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    assert SHARED.is_dir(), f"expected the shared data folder at {SHARED}"
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def datasets_dir(shared_dir: Path) -> Path:
+    return shared_dir / "datasets"
