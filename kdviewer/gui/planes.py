@@ -9,24 +9,22 @@
 | coronal  | `a[::-1, j, :]`         | z: superior first     | x: patient right first       |
 | sagittal | `a[::-1, :, i]`         | z: superior first     | y: anterior first            |
 
-Planes are numpy views (no copy). The cursor is an LPS index `(k, j, i)` = (z, y, x).
+Planes come from `imaging.orient.display_slice` (numpy views, no copy). The cursor is an LPS index `(k, j, i)` = (z, y, x).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from kdviewer.imaging.orient import VIEW_LABELS, display_slice, display_spacing
+
 VIEWS = ("axial", "coronal", "sagittal")
 
 # Which LPS axis (0=z, 1=y, 2=x) each view's slices step along.
 SLICE_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
 
-# Orientation letters on the (top, bottom, left, right) edges of each view.
-EDGE_LABELS = {
-    "axial": ("A", "P", "R", "L"),
-    "coronal": ("S", "I", "R", "L"),
-    "sagittal": ("S", "I", "A", "P"),
-}
+# Orientation letters on the screen edges of each view: {"left": "R", "top": "A", ...}.
+EDGE_LABELS = VIEW_LABELS
 
 
 def check_view(view: str) -> str:
@@ -43,18 +41,12 @@ def slice_count(shape_zyx: tuple[int, ...], view: str) -> int:
 
 def plane(array_lps: np.ndarray, view: str, index: int) -> np.ndarray:
     """The (rows, cols[, c]) plane `index` of `view`, as a view of `array_lps` (no copy)."""
-    check_view(view)
-    if view == "axial":
-        return array_lps[index]
-    if view == "coronal":
-        return array_lps[::-1, index, :]
-    return array_lps[::-1, :, index]
+    return display_slice(array_lps, view, index)
 
 
 def pixel_size_mm(spacing_lps_xyz: tuple[float, float, float], view: str) -> tuple[float, float]:
     """(row height, col width) in mm of a view's pixels, from the LPS spacing (x, y, z) mm."""
-    sx, sy, sz = spacing_lps_xyz
-    return {"axial": (sy, sx), "coronal": (sz, sx), "sagittal": (sz, sy)}[check_view(view)]
+    return display_spacing(spacing_lps_xyz, view)
 
 
 def cursor_to_plane(cursor_kji: tuple[int, int, int], nz: int, view: str) -> tuple[int, int, int]:

@@ -1,0 +1,66 @@
+"""Background jobs: run `kdviewer train|distill` as a subprocess, follow its events, cancel, resume, history.
+
+Standard library only (no numpy, Qt or torch): the GUI wraps `Job.poll()` in a timer.
+
+    job = start_job(["distill", "recipe.toml"], run_dir, name="pneumonia")
+    history = JobHistory(data_dir / "jobs.json"); history.load(); history.add(job)
+    ...  # from a timer:
+    for event in job.poll(): ...
+    job.progress.val_history, job.progress.eta_s, job.state
+    job.cancel()            # SIGINT -> resumable checkpoint; SIGTERM/SIGKILL of the tree later
+    history.update(job)
+    resume_job(history.get(job.id))
+"""
+
+from kdviewer.jobs.events import (
+    CheckpointEvent,
+    DoneEvent,
+    EpochEvent,
+    ErrorEvent,
+    Event,
+    ExportEvent,
+    LogLine,
+    Progress,
+    ProgressTracker,
+    StartEvent,
+    StepEvent,
+    UnknownEvent,
+    format_event,
+    parse_event,
+)
+from kdviewer.jobs.history import (
+    JobHistory,
+    JobHistoryError,
+    JobRecord,
+    default_data_dir,
+    resume_job,
+)
+from kdviewer.jobs.runner import Job, JobError, JobState, kdviewer_command, pid_alive, start_job
+
+__all__ = [
+    "CheckpointEvent",
+    "DoneEvent",
+    "EpochEvent",
+    "ErrorEvent",
+    "Event",
+    "ExportEvent",
+    "Job",
+    "JobError",
+    "JobHistory",
+    "JobHistoryError",
+    "JobRecord",
+    "JobState",
+    "LogLine",
+    "Progress",
+    "ProgressTracker",
+    "StartEvent",
+    "StepEvent",
+    "UnknownEvent",
+    "default_data_dir",
+    "format_event",
+    "kdviewer_command",
+    "parse_event",
+    "pid_alive",
+    "resume_job",
+    "start_job",
+]

@@ -44,10 +44,6 @@ class Sample:
     spacing_mm: tuple[float, float] | None = None
 
 
-def _no_stack(n: int) -> np.ndarray:
-    raise NotImplementedError
-
-
 @dataclass(frozen=True, eq=False)
 class Item:
     """One example not yet decoded: `load()` reads it.
@@ -105,8 +101,9 @@ class LabelledDataset:
     """A data set on disk, read by one layout.
 
     layout: one of `LAYOUTS`; task_hint: "classify" | "segment" | "restore"; class_names: names of the
-    labels (classification) or of the mask values (segmentation, index 0 = background); splits: the
-    split names present ("train", "val", "test", or "all" when the data has none).
+    image labels `Item.label` (empty when the data has none); mask_names: names of the mask values
+    (index 0 = background; empty without masks); splits: the split names present ("train", "val",
+    "test", or "all" when the data has none).
     """
 
     path: Path
@@ -115,6 +112,7 @@ class LabelledDataset:
     class_names: tuple[str, ...]
     split_items: dict[str, list[Item]] = field(repr=False)
     notes: tuple[str, ...] = ()
+    mask_names: tuple[str, ...] = ()
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -141,10 +139,13 @@ class LabelledDataset:
 
 
 def _describe(items: list[Item], class_names: tuple[str, ...], layout: str) -> str:
+    slices = [it for it in items if it.slice_index is not None]
+    if slices:
+        cases = Counter(it.group for it in slices)
+        text = f"{len(slices)} slices in {len(cases)} case(s) (" + ", ".join(f"{c}: {k}" for c, k in cases.items()) + ")"
+        rest = len(items) - len(slices)
+        return text + (f" and {rest} 2-D image(s)" if rest else "")
     n = len(items)
-    if any(it.slice_index is not None for it in items):
-        cases = Counter(it.group for it in items)
-        return f"{n} slices in {len(cases)} case(s) (" + ", ".join(f"{c}: {k}" for c, k in cases.items()) + ")"
     labelled = [it.label for it in items if it.label is not None]
     what = "pairs" if layout in ("image_mask_pairs", "drive") else "images"
     if labelled and class_names:

@@ -42,8 +42,10 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, float] | None]:
 
     try:
         with Image.open(path) as im:
-            if im.mode in ("P", "PA", "RGBA", "LA", "CMYK", "YCbCr"):
-                im = im.convert("RGB" if im.mode not in ("LA",) else "L")
+            if im.mode == "LA":
+                im = im.convert("L")
+            elif im.mode in ("P", "PA", "RGBA", "CMYK", "YCbCr"):
+                im = im.convert("RGB")
             arr = np.array(im)
     except (OSError, ValueError) as e:
         raise DatasetLayoutError(path, f"cannot decode the image ({e})") from e

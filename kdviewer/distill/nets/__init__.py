@@ -77,15 +77,18 @@ _REGISTRY: dict[str, _Spec] = {
         mobilenetv2, "classify", _fixed("features.3", "features.6", "features.13", "features.18")
     ),
     "unet": _Spec(unet, "segment", _unet_features(4)),
-    "unet_small": _Spec(unet_small, "segment", _unet_features(3)),
-    "mobileunet": _Spec(mobileunet, "segment", _unet_features(4)),
+    "unet_small": _Spec(unet_small, "segment", _unet_features(4)),
+    # strides 2..16: the same resolutions as the last four of unet's (its bottleneck is at 1/32)
+    "mobileunet": _Spec(
+        mobileunet, "segment", _fixed("encoders.0", "encoders.1", "encoders.2", "encoders.3")
+    ),
     "dncnn": _Spec(dncnn, "denoise", _fixed("body.4", "body.9", "body.14")),
     "redcnn": _Spec(redcnn, "denoise", _fixed("conv2", "conv4", "tconv2")),
     "denoise_small": _Spec(denoise_small, "denoise", _fixed("body.0", "body.1", "body.3")),
     "srresnet": _Spec(srresnet, "super_resolve", _fixed("blocks.7", "blocks.15")),
-    "espcn": _Spec(espcn, "super_resolve", _fixed("body.0", "body.2")),
+    "espcn": _Spec(espcn, "super_resolve", _fixed("body.1", "body.3")),
     "fsrcnn": _Spec(fsrcnn, "super_resolve", _fixed("shrink", "mapping")),
-    "srgan_discriminator": _Spec(srgan_discriminator, "super_resolve", _fixed("body.2", "body.6")),
+    "srgan_discriminator": _Spec(srgan_discriminator, "super_resolve", _fixed("body.3", "body.7")),
 }
 
 
@@ -110,8 +113,10 @@ def task_of(name: str) -> str:
 def feature_layers(name: str, **kw: Any) -> list[str]:
     """Good forward-hook points of a named net (module names, shallow to deep), for the given options.
 
-    Teacher and student lists of the same task pair up in order (same output strides where possible,
-    e.g. resnet ``layer1..4`` ↔ mobilenetv2 ``features.3/.6/.13/.18``); zip them to the shorter.
+    The lists are chosen so that pairing the *last* k names of a teacher's list with the last k of a
+    student's (k = the shorter length) pairs maps of the same resolution for the default nets:
+    resnet ``layer1..4`` ↔ mobilenetv2 ``features.3/.6/.13/.18``; unet ↔ unet_small (same depth);
+    unet ``encoders.1..bottleneck`` ↔ mobileunet ``encoders.0..3``. Losses pool any remaining mismatch.
     """
     return _spec(name).features(kw)
 

@@ -1,0 +1,104 @@
+"""On-the-fly training augmentation, applied identically to an image and its masks (numpy + scipy).
+
+Recipe keys ([data].augment): hflip, vflip (bool), rotate_deg (max |angle|), scale ([lo, hi] zoom),
+intensity (max relative contrast/brightness change, images only), crop (fraction of each side kept by a
+random crop that is resized back; 1 or absent: no crop). The caller passes a seeded generator, so a
+run is repeatable; the validation set is never augmented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from kdviewer.errors import KdviewerError
+
+
+class AugmentConfigError(KdviewerError):
+    """The recipe's [data].augment table has an unknown key or a bad value."""
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """What augmentation to do (see the module docstring for the units)."""
+
+    hflip: bool = False
+    vflip: bool = False
+    rotate_deg: float = 0.0
+    scale: tuple[float, float] = (1.0, 1.0)
+    intensity: float = 0.0
+    crop: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None) -> AugmentConfig:
+        """From the recipe table; raises `AugmentConfigError` naming an unknown key or a bad value."""
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise AugmentConfigError(f"data.augment: unknown key(s) {sorted(unknown)}; "
+                                     f"expected {sorted(cls.__dataclass_fields__)}")
+        try:
+            cfg = cls(hflip=bool(d.get("hflip", False)), vflip=bool(d.get("vflip", False)),
+                      rotate_deg=float(d.get("rotate_deg", 0.0)),
+                      scale=tuple(float(s) for s in d.get("scale", (1.0, 1.0))),  # type: ignore[arg-type]
+                      intensity=float(d.get("intensity", 0.0)),
+                      crop=float(d.get("crop", 1.0) if d.get("crop", 1.0) not in (None, False, True) else 1.0))
+        except (TypeError, ValueError) as e:
+            raise AugmentConfigError(f"data.augment: {e}") from e
+        if len(cfg.scale) != 2 or not 0 < cfg.scale[0] <= cfg.scale[1]:
+            raise AugmentConfigError(f"data.augment.scale must be [lo, hi] with 0 < lo <= hi, got {cfg.scale}")
+        if not 0 < cfg.crop <= 1:
+            raise AugmentConfigError(f"data.augment.crop must be a fraction in (0, 1], got {cfg.crop}")
+        return cfg
+
+    @property
+    def is_identity(self) -> bool:
+        return self == AugmentConfig()
+
+
+def _affine(shape_hw: tuple[int, int], angle_deg: float, zoom: float, crop_center_shift: np.ndarray,
+            crop: float) -> tuple[np.ndarray, np.ndarray]:
+    """Matrix and offset mapping output (row, col) to input coordinates (scipy's convention)."""
+    a = np.deg2rad(angle_deg)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    m = rot * (crop / zoom)
+    centre = (np.asarray(shape_hw, dtype=float) - 1) / 2
+    offset = centre + crop_center_shift - m @ centre
+    return m, offset
+
+
+def augment_arrays(image: np.ndarray, masks: list[np.ndarray | None], cfg: AugmentConfig,
+                   rng: np.random.Generator, intensity: bool = True) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """Augment a (C, H, W) float32 image and (H, W) masks with the same geometry.
+
+    The image is interpolated linearly (edges repeat), masks by nearest neighbour (outside: 0 / False).
+    `intensity` False skips the contrast/brightness change (e.g. for restoration targets).
+    Returns (image, masks) of the same shapes and dtypes.
+    """
+    if cfg.is_identity:
+        return image, masks
+    h, w = image.shape[-2:]
+    if cfg.hflip and rng.random() < 0.5:
+        image, masks = image[..., ::-1], [None if m is None else m[:, ::-1] for m in masks]
+    if cfg.vflip and rng.random() < 0.5:
+        image, masks = image[..., ::-1, :], [None if m is None else m[::-1] for m in masks]
+    angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg) if cfg.rotate_deg else 0.0
+    zoom = rng.uniform(*cfg.scale) if cfg.scale != (1.0, 1.0) else 1.0
+    shift = np.zeros(2)
+    if cfg.crop < 1:
+        shift = (rng.random(2) - 0.5) * (1 - cfg.crop) * np.array([h, w], dtype=float)
+    if angle or zoom != 1.0 or cfg.crop < 1:
+        m, off = _affine((h, w), angle, zoom, shift, cfg.crop)
+        image = np.stack([ndimage.affine_transform(c, m, off, order=1, mode="nearest") for c in image])
+        masks = [None if k is None else
+                 ndimage.affine_transform(k.astype(np.uint8), m, off, order=0, mode="constant").astype(k.dtype)
+                 for k in masks]
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if intensity and cfg.intensity:
+        contrast = 1 + rng.uniform(-cfg.intensity, cfg.intensity)
+        brightness = rng.uniform(-cfg.intensity, cfg.intensity) * float(np.std(image) or 1.0)
+        image = (image - image.mean()) * contrast + image.mean() + brightness
+    return image.astype(np.float32), [None if k is None else np.ascontiguousarray(k) for k in masks]

@@ -1,0 +1,146 @@
+"""Torch data sets for training, built from a recipe's [data] table over `kdviewer.study.datasets`.
+
+Every sample, for every task, is a dict of tensors:
+
+- ``"image"``: float32 (C, H, W), the model input (preprocessed by `kdviewer.imaging.preprocess`);
+- ``"target"``: classify → int64 () class index; segment → int64 (H, W) label map;
+  denoise → float32 (C, H, W) clean image; super_resolve → float32 (C, s·H, s·W) high-res image;
+- ``"fov"``: segment only, bool (H, W), the field of view (all True when the data has none).
+
+Training samples are augmented and degraded afresh each epoch from a generator seeded by
+(seed, epoch, index) (call `set_epoch`); the validation set is never augmented and its degradations are
+seeded by (seed, index), so every epoch sees the same validation noise.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from kdviewer.distill.augment import AugmentConfig
+from kdviewer.distill.data_config import DataConfig, DataConfigError
+from kdviewer.distill.data_samples import make_sample
+from kdviewer.study.datasets import (
+    Item,
+    LabelledDataset,
+    dataset_name,
+    deduplicate,
+    open_dataset,
+    readme_licence,
+    split_items,
+)
+
+__all__ = ["DataConfig", "DataConfigError", "ItemDataset", "build_datasets"]
+
+
+class ItemDataset(Dataset):
+    """Samples (dicts, see the module docstring) of a list of `Item`s for one task."""
+
+    def __init__(self, items: list[Item], cfg: DataConfig, task: str, train: bool):
+        self.items = list(items)
+        self.cfg = cfg
+        self.task = task
+        self.train = train
+        self.augment = AugmentConfig.from_dict(cfg.augment) if train else AugmentConfig()
+        self.epoch = 0
+        self._val_cache: dict[int, dict[str, torch.Tensor]] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose random augmentations and degradations training samples get."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def rng_for(self, index: int) -> np.random.Generator:
+        """The generator of one sample: (seed, epoch, index) in training, (seed, index) in validation."""
+        key = [self.cfg.seed, self.epoch, index] if self.train else [self.cfg.seed, 2**31 - 1, index]
+        return np.random.default_rng(key)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not self.train and index in self._val_cache:
+            return self._val_cache[index]
+        arrays = make_sample(self.items[index], self.cfg, self.task, self.train, self.augment, self.rng_for(index))
+        out = {k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in arrays.items()}
+        if not self.train and self.task in ("denoise", "super_resolve"):
+            self._val_cache[index] = out  # deterministic and costly (projections): compute once
+        return out
+
+
+def _limit(items: list[Item], n: int | None, seed: int) -> list[Item]:
+    if n is None or len(items) <= n:
+        return items
+    keep = set(np.random.default_rng(seed).permutation(len(items))[:n].tolist())
+    return [it for i, it in enumerate(items) if i in keep]
+
+
+def _train_val(ds: LabelledDataset, cfg: DataConfig) -> tuple[list[Item], list[Item], int, str]:
+    """(train, val, identical images dropped, how the split was made)."""
+    if "val" in ds.splits:
+        val, dropped_val = deduplicate(ds.items("val"))
+        train_pool = ds.items("train") if "train" in ds.splits else []
+        # Val first, so a training image identical to a validation image is the one dropped.
+        kept, dropped = deduplicate(val + train_pool)
+        train = kept[len(val):]
+        return train, val, dropped_val + dropped, "the data's own val split"
+    pool_name = next((s for s in ("train", "all") if s in ds.splits), ds.splits[0])
+    split = split_items(ds.items(pool_name), cfg.val_fraction, cfg.seed, stratify=cfg.stratify,
+                        block_size=cfg.block_size)
+    return split.train, split.val, split.dropped, f"split_items of {pool_name!r} by {split.unit}, seed {cfg.seed}"
+
+
+def _counts(train: list[Item], val: list[Item], class_names: tuple[str, ...]) -> dict[str, Any]:
+    counts: dict[str, Any] = {"train": len(train), "val": len(val)}
+    for name, items in (("train", train), ("val", val)):
+        labels = Counter(it.label for it in items if it.label is not None)
+        if labels and class_names:
+            counts[f"{name}_per_class"] = {class_names[k]: labels[k] for k in sorted(labels)}
+        groups = {it.group for it in items if it.slice_index is not None}
+        if groups:
+            counts[f"{name}_cases"] = sorted(str(g) for g in groups)
+    return counts
+
+
+def build_datasets(data_cfg: Mapping[str, Any], task: str, recipe_dir: Path | None
+                   ) -> tuple[ItemDataset, ItemDataset, dict[str, Any]]:
+    """(train_ds, val_ds, meta) for a recipe's [data] table and task (classify | segment | denoise |
+    super_resolve). `data_cfg["path"]` is relative to `recipe_dir` unless absolute.
+
+    meta: layout, dataset_name, licence, class_names, num_classes, in_channels, input_size (the model
+    input (H, W); for super_resolve the low-res size), output_size, scale, preprocess (what the runtime
+    does at inference: see `kdviewer.imaging.preprocess`), counts, dedup_dropped, split, task.
+    Raises `DataConfigError` (bad key or value) or `DatasetLayoutError` (folder in no known layout).
+    """
+    cfg = DataConfig.from_dict(data_cfg, task, recipe_dir)
+    ds = open_dataset(cfg.path, cfg.layout, task)
+    train, val, dropped, how = _train_val(ds, cfg)
+    if not train or not val:
+        raise DataConfigError(f"data: {cfg.path} gives {len(train)} training and {len(val)} validation "
+                              "items; both must be non-empty (check val_fraction)")
+    train, val = _limit(train, cfg.max_items, cfg.seed), _limit(val, cfg.max_items, cfg.seed + 1)
+    names = ds.class_names if task == "classify" else ds.mask_names if task == "segment" else ()
+    meta = {
+        "task": task,
+        "layout": ds.layout,
+        "dataset_name": dataset_name(cfg.path),
+        "dataset_path": str(cfg.path),
+        "licence": readme_licence(cfg.path),
+        "class_names": list(names),
+        "num_classes": len(names),
+        "in_channels": cfg.in_channels,
+        "input_size": list(cfg.model_input_size) if cfg.model_input_size else None,
+        "output_size": list(cfg.input_size) if cfg.input_size else None,
+        "scale": cfg.scale,
+        "preprocess": cfg.preprocess,
+        "counts": _counts(train, val, ds.class_names),
+        "dedup_dropped": dropped,
+        "split": how,
+        "summary": ds.summary(),
+    }
+    return ItemDataset(train, cfg, task, True), ItemDataset(val, cfg, task, False), meta

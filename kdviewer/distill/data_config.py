@@ -1,0 +1,151 @@
+"""The recipe's [data] table, checked: every key known, every value of the right kind."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdviewer.errors import KdviewerError
+from kdviewer.imaging.preprocess import NORMALIZE_MODES
+
+TASKS = ("classify", "segment", "denoise", "super_resolve")
+DEGRADE_KINDS = ("low_dose", "gaussian", "downsample")
+_DEGRADE_KEYS = {"kind", "photons", "angles", "sigma", "factor", "method", "target"}
+
+
+class DataConfigError(KdviewerError):
+    """The recipe's [data] table has an unknown key, a missing key or a bad value (named in the message)."""
+
+
+def _pair(value: Any, key: str, kind: type = int) -> tuple | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (kind(value), kind(value))
+    try:
+        a, b = value
+        return (kind(a), kind(b))
+    except (TypeError, ValueError) as e:
+        raise DataConfigError(f"data.{key} must be a pair [a, b], got {value!r}") from e
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The [data] table. input_size: (H, W) of the (high-res) image; window: (center, width) HU."""
+
+    path: Path
+    layout: str = "auto"
+    input_size: tuple[int, int] | None = None
+    channels: int = 1
+    val_fraction: float = 0.1
+    seed: int = 0
+    augment: dict = field(default_factory=dict)
+    degrade: dict = field(default_factory=dict)
+    window: tuple[float, float] | None = None
+    normalize: str = "minmax"
+    slices: int = 1
+    patch_size: tuple[int, int] | None = None
+    max_items: int | None = None
+    stratify: bool = True
+    block_size: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], task: str, recipe_dir: Path | None) -> DataConfig:
+        """Check and resolve the table; the path is taken relative to `recipe_dir` unless absolute."""
+        if task not in TASKS:
+            raise DataConfigError(f"task must be one of {TASKS}, got {task!r}")
+        d = dict(d)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise DataConfigError(f"data: unknown key(s) {sorted(unknown)}; expected {sorted(cls.__dataclass_fields__)}")
+        if not d.get("path"):
+            raise DataConfigError("data.path is missing: the data folder, relative to the recipe file")
+        path = Path(d["path"]).expanduser()
+        if not path.is_absolute() and recipe_dir is not None:
+            path = Path(recipe_dir) / path
+        window = _pair(d.get("window"), "window", float)
+        degrade = dict(d.get("degrade") or {})
+        if set(degrade) - _DEGRADE_KEYS:
+            raise DataConfigError(f"data.degrade: unknown key(s) {sorted(set(degrade) - _DEGRADE_KEYS)}")
+        try:
+            cfg = cls(
+                path=path.resolve(), layout=str(d.get("layout", "auto")),
+                input_size=_pair(d.get("input_size"), "input_size"), channels=int(d.get("channels", 1)),
+                val_fraction=float(d.get("val_fraction", 0.1)), seed=int(d.get("seed", 0)),
+                augment=dict(d.get("augment") or {}), degrade=degrade, window=window,
+                normalize=str(d.get("normalize") or ("window" if window else "minmax")),
+                slices=int(d.get("slices", 1)), patch_size=_pair(d.get("patch_size"), "patch_size"),
+                max_items=None if d.get("max_items") is None else int(d["max_items"]),
+                stratify=bool(d.get("stratify", True)),
+                block_size=None if d.get("block_size") is None else int(d["block_size"]),
+            )
+        except (TypeError, ValueError) as e:
+            raise DataConfigError(f"data: {e}") from e
+        cfg._check(task)
+        return cfg.with_task_defaults(task)
+
+    def _check(self, task: str) -> None:
+        if self.channels not in (1, 3):
+            raise DataConfigError(f"data.channels must be 1 or 3, got {self.channels}")
+        if self.slices < 1 or self.slices % 2 == 0:
+            raise DataConfigError(f"data.slices must be odd (1 or 3 ...), got {self.slices}")
+        if self.slices > 1 and task in ("denoise", "super_resolve"):
+            raise DataConfigError("data.slices > 1 is for classify and segment only")
+        if self.normalize not in NORMALIZE_MODES:
+            raise DataConfigError(f"data.normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
+        if self.normalize == "window" and self.window is None:
+            raise DataConfigError("data.normalize = 'window' needs data.window = [center, width] (HU)")
+        if not 0 <= self.val_fraction < 1:
+            raise DataConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        kind = self.degrade.get("kind")
+        if kind is not None and kind not in DEGRADE_KINDS:
+            raise DataConfigError(f"data.degrade.kind must be one of {DEGRADE_KINDS}, got {kind!r}")
+        if kind == "low_dose" and self.window is None:
+            raise DataConfigError("data.degrade.kind = 'low_dose' needs data.window = [center, width] in HU")
+
+    def with_task_defaults(self, task: str) -> DataConfig:
+        """Fill the degradation a restoration task needs when the recipe gave none."""
+        from dataclasses import replace
+
+        if task == "super_resolve":
+            deg = {"kind": "downsample", "factor": 2, "method": "bicubic", **self.degrade}
+            if deg["kind"] != "downsample":
+                raise DataConfigError("super_resolve needs data.degrade.kind = 'downsample'")
+            f = int(deg["factor"])
+            for key, size in (("input_size", self.input_size), ("patch_size", self.patch_size)):
+                if size and (size[0] % f or size[1] % f):
+                    raise DataConfigError(f"data.{key} {list(size)} must be a multiple of degrade.factor {f}")
+            return replace(self, degrade=deg)
+        if task == "denoise":
+            default = {"kind": "low_dose", "photons": 1e4, "angles": 360} if self.window else \
+                {"kind": "gaussian", "sigma": 0.05}
+            deg = {**default, **self.degrade}
+            if deg["kind"] == "downsample":
+                raise DataConfigError("denoise needs data.degrade.kind = 'low_dose' or 'gaussian'")
+            return replace(self, degrade=deg)
+        return self
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the model input: the slices of a 2.5-D stack, else `channels`."""
+        return self.slices if self.slices > 1 else self.channels
+
+    @property
+    def scale(self) -> int:
+        """Super-resolution factor (1 for other tasks)."""
+        return int(self.degrade.get("factor", 1)) if self.degrade.get("kind") == "downsample" else 1
+
+    @property
+    def model_input_size(self) -> tuple[int, int] | None:
+        """(H, W) the model sees: `input_size`, divided by the SR factor for super-resolution."""
+        if self.input_size is None:
+            return None
+        return (self.input_size[0] // self.scale, self.input_size[1] // self.scale)
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        """What the runtime must do to one image at inference (`kdviewer.imaging.preprocess`)."""
+        return {"normalize": self.normalize, "window": list(self.window) if self.window else None,
+                "resize": "bilinear", "channels": self.in_channels, "slices": self.slices}

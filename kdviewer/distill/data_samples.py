@@ -1,0 +1,121 @@
+"""One training or validation sample as numpy arrays, for each task (see `kdviewer.distill.data`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kdviewer.distill.augment import AugmentConfig, augment_arrays
+from kdviewer.distill.data_config import DataConfig, DataConfigError
+from kdviewer.imaging.degrade import downsample, gaussian_noise, low_dose_pair
+from kdviewer.imaging.preprocess import preprocess_image, resize_channels, to_channels
+from kdviewer.imaging.resample import resize_2d
+from kdviewer.study.datasets import Item, Sample
+
+
+def _raw(item: Item, sample: Sample, cfg: DataConfig) -> np.ndarray:
+    return item.load_slices(cfg.slices) if cfg.slices > 1 else sample.image
+
+
+def _random_crop(arrays: list[np.ndarray | None], patch: tuple[int, int], rng: np.random.Generator):
+    """The same random (ph, pw) window of every (..., H, W) array (padded with edge values if smaller)."""
+    h, w = next(a for a in arrays if a is not None).shape[-2:]
+    ph, pw = patch
+    if ph > h or pw > w:
+        arrays = [None if a is None else np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, max(0, ph - h)), (0, max(0, pw - w))],
+                                                 mode="edge") for a in arrays]
+        h, w = max(h, ph), max(w, pw)
+    y, x = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+    return [None if a is None else a[..., y:y + ph, x:x + pw] for a in arrays]
+
+
+def classify_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig, rng: np.random.Generator):
+    """image (C, H, W) float32, target int64 ()."""
+    sample = item.load()
+    if sample.label is None:
+        raise DataConfigError(f"item {item.key} has no class label (classification needs labelled data)")
+    x = preprocess_image(_raw(item, sample, cfg), cfg.preprocess, cfg.input_size)
+    if train:
+        x, _ = augment_arrays(x, [], aug, rng)
+    return {"image": x, "target": np.asarray(sample.label, dtype=np.int64)}
+
+
+def segment_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig, rng: np.random.Generator):
+    """image (C, H, W) float32, target int64 (H, W), fov bool (H, W); training crops `patch_size` windows."""
+    sample = item.load()
+    if sample.mask is None:
+        raise DataConfigError(f"item {item.key} has no mask (segmentation needs masks)")
+    x = preprocess_image(_raw(item, sample, cfg), cfg.preprocess, cfg.input_size)
+    mask = sample.mask
+    fov = sample.fov if sample.fov is not None else np.ones(mask.shape, dtype=bool)
+    if cfg.input_size is not None:
+        mask = resize_2d(mask, cfg.input_size, order=0)
+        fov = resize_2d(fov.astype(np.uint8), cfg.input_size, order=0).astype(bool)
+    if train:
+        if cfg.patch_size:
+            x, mask, fov = _random_crop([x, mask, fov], cfg.patch_size, rng)
+        x, (mask, fov) = augment_arrays(x, [mask, fov.astype(np.uint8)], aug, rng)
+    return {"image": x, "target": mask.astype(np.int64), "fov": np.asarray(fov, dtype=bool)}
+
+
+def _normalise_pair(degraded: np.ndarray, clean: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Both through the same intensity map: the window, else the clean image's min/max or mean/std."""
+    if cfg.normalize == "window":
+        c, w = cfg.window  # type: ignore[misc]
+        lo, span, clip = c - w / 2, w, True
+    elif cfg.normalize == "zscore":
+        lo, span, clip = float(clean.mean()), float(clean.std() or 1.0), False
+    elif cfg.normalize == "minmax":
+        lo, span, clip = float(clean.min()), float(clean.max() - clean.min() or 1.0), False
+    else:
+        lo, span, clip = 0.0, 1.0, False
+
+    def f(a: np.ndarray) -> np.ndarray:
+        out = ((a - lo) / span).astype(np.float32)
+        return np.clip(out, 0, 1, out=out) if clip else out
+    return f(degraded), f(clean)
+
+
+def _channels_out(a: np.ndarray, channels: int) -> np.ndarray:
+    return np.repeat(a[None], channels, axis=0).astype(np.float32)
+
+
+def restore_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: AugmentConfig,
+                   rng: np.random.Generator):
+    """denoise: image = degraded, target = clean, (C, H, W); super_resolve: image (C, H/f, W/f),
+    target (C, H, W). Intensities through the recipe's window (or the clean image's range)."""
+    sample = item.load()
+    grey = to_channels(sample.image, 1)  # (1, H, W) in stored units (HU for CT)
+    orig_w = grey.shape[-1]
+    clean = resize_channels(grey, cfg.input_size)
+    pixel_mm = sample.spacing_mm[0] * orig_w / clean.shape[-1] if sample.spacing_mm else 1.0
+    if train:
+        clean, _ = augment_arrays(clean, [], aug, rng, intensity=False)
+    deg = cfg.degrade
+    kind = deg["kind"]
+    if train and cfg.patch_size and kind != "low_dose":  # low dose projects the whole slice, crops after
+        (clean,) = _random_crop([clean], cfg.patch_size, rng)
+    clean2d = clean[0]
+    if kind == "low_dose":
+        noisy, fbp = low_dose_pair(clean2d, float(deg.get("photons", 1e4)), int(deg.get("angles", 360)), rng,
+                                   pixel_mm)
+        target = fbp if deg.get("target", "fbp") == "fbp" else clean2d
+        image, target = _normalise_pair(noisy, target, cfg)
+        if train and cfg.patch_size:
+            image, target = _random_crop([image, target], cfg.patch_size, rng)
+    elif kind == "gaussian":
+        _, target = _normalise_pair(clean2d, clean2d, cfg)
+        image = gaussian_noise(target, float(deg.get("sigma", 0.05)), rng)  # sigma in normalised units
+    else:
+        low = downsample(clean2d, int(deg.get("factor", 2)), str(deg.get("method", "bicubic")))
+        image, target = _normalise_pair(low, clean2d, cfg)
+    return {"image": _channels_out(image, cfg.channels), "target": _channels_out(target, cfg.channels)}
+
+
+def make_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: AugmentConfig,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The arrays of one sample for `task` (dict keys "image", "target", and "fov" for segment)."""
+    if task == "classify":
+        return classify_sample(item, cfg, train, aug, rng)
+    if task == "segment":
+        return segment_sample(item, cfg, train, aug, rng)
+    return restore_sample(item, cfg, task, train, aug, rng)

@@ -1,0 +1,88 @@
+"""INT8 export: onnxruntime static quantisation (QDQ, per-channel weights) calibrated on training images.
+
+The INT8 model is kept (as `<id>-int8.onnx` with its own card) only if its validation metric is at most
+one point below the FP32 model's; its batch-1 latency against FP32 goes in both cards either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from kdviewer.distill.trainer_tasks import TaskAdapter
+from kdviewer.modelcard import ModelCard, save_card, sha256_file
+
+CALIBRATION_IMAGES = 64
+
+
+def _calibration_reader(train_ds: Any) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            n = min(CALIBRATION_IMAGES, len(train_ds))
+            self._it: Iterator[np.ndarray] = (train_ds[i]["image"][None].numpy() for i in range(n))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {"input": x}
+
+    return Reader()
+
+
+def _latency_ms(session: Any, image: np.ndarray, timer: Callable[[], float], repeats: int = 20) -> float:
+    session.run(None, {"input": image})
+    times = []
+    for _ in range(repeats):
+        t = timer()
+        session.run(None, {"input": image})
+        times.append((timer() - t) * 1000)
+    return statistics.median(times)
+
+
+def quantize_and_compare(card: ModelCard, onnx_path: Path, train_ds: Any, val_ds: Any, adapter: TaskAdapter,
+                         one_point: dict[str, float], log: Callable[[str], None], *,
+                         session: Callable[..., Any], timer: Callable[[], float]) -> Path | None:
+    """Quantise `onnx_path`, compare metric and speed with FP32, keep it if the metric holds; returns its path."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    int8_path = onnx_path.with_name(onnx_path.stem + "-int8.onnx")
+    quantize_static(str(onnx_path), str(int8_path), _calibration_reader(train_ds), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    loader = DataLoader(val_ds, batch_size=8, shuffle=False)
+    sessions = {"fp32": session(onnx_path), "int8": session(int8_path)}
+
+    def predictor(sess: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda images: torch.from_numpy(sess.run(None, {"input": images.numpy()})[0])
+
+    metric = adapter.primary
+    scores = {k: adapter.evaluate(predictor(s), loader)[metric] for k, s in sessions.items()}
+    image = val_ds[0]["image"][None].numpy()
+    latency = {k: _latency_ms(s, image, timer) for k, s in sessions.items()}
+    drop = scores["fp32"] - scores["int8"]
+    kept = bool(np.isfinite(drop) and drop <= one_point.get(metric, 0.01))
+    report = {"metric": metric, "fp32": scores["fp32"], "int8": scores["int8"], "kept": kept,
+              "latency_ms_fp32": latency["fp32"], "latency_ms_int8": latency["int8"], "threads": 1,
+              "file": int8_path.name if kept else None}
+    log(f"int8: {metric} {scores['fp32']:.4f} -> {scores['int8']:.4f}, batch-1 latency "
+        f"{latency['fp32']:.2f} -> {latency['int8']:.2f} ms: {'kept' if kept else 'dropped'}")
+    save_card(dataclasses.replace(card, export={**card.export, "int8": report}), onnx_path.with_suffix(".json"))
+    if not kept:
+        int8_path.unlink(missing_ok=True)
+        return None
+    int8_card = dataclasses.replace(
+        card, id=card.id + "-int8",
+        file={"name": int8_path.name, "sha256": sha256_file(int8_path), "bytes": int8_path.stat().st_size,
+              "weights": "int8"},
+        metrics={"validation": {**card.metrics.get("validation", {}), metric: scores["int8"]}},
+        export={**card.export, "int8": report, "quantization": "static QDQ, per-channel, onnxruntime"},
+        limits=(*card.limits, f"INT8: {metric} {scores['int8']:.4f} against {scores['fp32']:.4f} in FP32"))
+    save_card(int8_card, int8_path.with_suffix(".json"))
+    return int8_path

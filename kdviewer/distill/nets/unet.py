@@ -1,0 +1,160 @@
+"""U-Nets for segmentation: a configurable U-Net (teacher), a thin one and a MobileNetV2-encoder one (students).
+
+All take (N, in_channels, H, W) float and give logits (N, num_classes, H, W); binary segmentation uses
+2 classes (background, foreground) with a softmax. Module names, for forward hooks:
+- ``encoders.i`` (i = 0 .. depth-1): the features at 1/2**i of the input (1/2**(i+1) for ``mobileunet``),
+- ``bottleneck``: the deepest features (1/2**depth; 1/32 for ``mobileunet``),
+- ``decoders.i``: the decoder block at the same resolution as ``encoders.i`` (they run from i = depth-1 to 0),
+- ``head``: the 1×1 classifier (after a last ×2 upsampling for ``mobileunet``).
+H and W must be multiples of 2**depth (32 for ``mobileunet``); the runtime pads to that.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kdviewer.distill.nets.mobilenetv2 import init_weights, mobilenetv2_blocks
+
+
+class DoubleConv(nn.Sequential):
+    """(3×3 conv, BatchNorm, ReLU) × 2: (N, in_ch, H, W) -> (N, out_ch, H, W)."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        )
+
+
+class SeparableConv(nn.Sequential):
+    """Depthwise 3×3 + pointwise 1×1, each with BatchNorm and ReLU6: (N, in_ch, H, W) -> (N, out_ch, H, W)."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(
+            nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False),
+            nn.BatchNorm2d(in_ch),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(in_ch, out_ch, 1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU6(inplace=True),
+        )
+
+
+def _upsample() -> nn.Upsample:
+    return nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+
+
+class UpBlock(nn.Module):
+    """Upsample the deeper map ×2, concatenate the skip, then convolve: -> (N, out_ch, H, W).
+
+    ``bilinear=True``: bilinear ×2 then a 1×1 conv to ``out_ch``; else a 2×2 stride-2 transposed conv.
+    """
+
+    def __init__(self, deep_ch: int, skip_ch: int, out_ch: int, *, bilinear: bool = True, separable=False):
+        super().__init__()
+        if bilinear:
+            self.up: nn.Module = nn.Sequential(_upsample(), nn.Conv2d(deep_ch, out_ch, 1, bias=False))
+        else:
+            self.up = nn.ConvTranspose2d(deep_ch, out_ch, 2, stride=2)
+        if separable:
+            self.conv: nn.Module = nn.Sequential(
+                SeparableConv(out_ch + skip_ch, out_ch), SeparableConv(out_ch, out_ch)
+            )
+        else:
+            self.conv = DoubleConv(out_ch + skip_ch, out_ch)
+
+    def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([self.up(deep), skip], dim=1))
+
+
+class UNet(nn.Module):
+    """Ronneberger-style U-Net with BatchNorm; widths ``base · 2**i``, ``depth`` poolings."""
+
+    def __init__(
+        self, *, in_channels: int = 1, num_classes: int = 2, depth: int = 4, base: int = 32, bilinear=True
+    ):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, not {depth}")
+        widths = [base * 2**i for i in range(depth + 1)]
+        self.depth = depth
+        self.encoders = nn.ModuleList(
+            DoubleConv(in_channels if i == 0 else widths[i - 1], widths[i]) for i in range(depth)
+        )
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = DoubleConv(widths[depth - 1], widths[depth])
+        self.decoders = nn.ModuleList(
+            UpBlock(widths[i + 1], widths[i], widths[i], bilinear=bilinear) for i in range(depth)
+        )
+        self.head = nn.Conv2d(widths[0], num_classes, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, encoder in enumerate(self.encoders):
+            x = encoder(x if i == 0 else self.pool(x))
+            skips.append(x)
+        x = self.bottleneck(self.pool(x))
+        for i in reversed(range(self.depth)):
+            x = self.decoders[i](x, skips[i])
+        return self.head(x)
+
+
+def unet(
+    *, in_channels: int = 1, num_classes: int = 2, depth: int = 4, base: int = 32, bilinear: bool = True
+) -> UNet:
+    """U-Net teacher; ≈ 7.2 M parameters at depth 4, base 32 (H, W multiples of 2**depth)."""
+    return UNet(in_channels=in_channels, num_classes=num_classes, depth=depth, base=base, bilinear=bilinear)
+
+
+def unet_small(
+    *, in_channels: int = 1, num_classes: int = 2, depth: int = 4, base: int = 6, bilinear: bool = True
+) -> UNet:
+    """Thin U-Net student: the teacher's design and depth (same input sizes, hook points at the same
+    resolutions), base 6: ≈ 0.26 M parameters (base 8, depth 3: 0.11 M)."""
+    return UNet(in_channels=in_channels, num_classes=num_classes, depth=depth, base=base, bilinear=bilinear)
+
+
+# features.* slices of MobileNetV2 that end at output strides 2, 4, 8, 16 (encoders) and 32 (bottleneck).
+_MOBILENET_STAGES = ((0, 2), (2, 4), (4, 7), (7, 14))
+_MOBILENET_BOTTLENECK = (14, 18)
+
+
+class MobileUNet(nn.Module):
+    """U-Net with a MobileNetV2 encoder (no final 1×1 conv) and a separable-conv decoder; H, W multiples of 32."""
+
+    def __init__(self, *, in_channels: int = 1, num_classes: int = 2, width: float = 0.5):
+        super().__init__()
+        blocks = mobilenetv2_blocks(in_channels, width)
+        self.encoders = nn.ModuleList(nn.Sequential(*blocks[a:b]) for a, b in _MOBILENET_STAGES)
+        a, b = _MOBILENET_BOTTLENECK
+        self.bottleneck = nn.Sequential(*blocks[a:b])
+        skip_ch = [blocks[b - 1].out_channels for _, b in _MOBILENET_STAGES]
+        deep_ch = skip_ch[1:] + [blocks[-1].out_channels]
+        self.decoders = nn.ModuleList(
+            UpBlock(deep_ch[i], skip_ch[i], skip_ch[i], separable=True) for i in range(len(skip_ch))
+        )
+        self.head = nn.Sequential(_upsample(), nn.Conv2d(skip_ch[0], num_classes, 1))
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for encoder in self.encoders:
+            x = encoder(x)
+            skips.append(x)
+        x = self.bottleneck(x)
+        for i in reversed(range(len(self.decoders))):
+            x = self.decoders[i](x, skips[i])
+        return self.head(x)
+
+
+def mobileunet(*, in_channels: int = 1, num_classes: int = 2, width: float = 0.5) -> MobileUNet:
+    """MobileNetV2-encoder U-Net student (≈ 0.50 M parameters at width 0.5, 1.9 M at 1.0; H, W multiples of 32)."""
+    return MobileUNet(in_channels=in_channels, num_classes=num_classes, width=width)

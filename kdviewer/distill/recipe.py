@@ -1,0 +1,372 @@
+"""Recipes: a TOML file that describes a training or distillation run completely (DESIGN.md "Recipes").
+
+`load_recipe(path, overrides=["distill.temperature=2"])` reads, overrides, checks and returns a frozen
+`Recipe`; `dump_recipe(recipe)` writes the resolved TOML that a run folder keeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from kdviewer.errors import KdviewerError
+
+TASKS = ("classify", "segment", "denoise", "super_resolve")
+KD_METHODS = ("none", "hinton", "dkd", "fitnets", "attention", "pixel", "cwd", "restoration")
+# Which KD methods make sense for which task (feature methods work for every task).
+METHODS_FOR_TASK = {
+    "classify": ("none", "hinton", "dkd", "fitnets", "attention"),
+    "segment": ("none", "pixel", "cwd", "fitnets", "attention"),
+    "denoise": ("none", "restoration", "fitnets", "attention"),
+    "super_resolve": ("none", "restoration", "fitnets", "attention"),
+}
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("cosine", "step", "none")
+WEIGHTS = ("float32", "float16")
+
+
+class RecipeError(KdviewerError):
+    """A recipe that cannot be run; the message names the file and the key."""
+
+    def __init__(self, path: Path | str | None, key: str | None, reason: str) -> None:
+        self.path, self.key, self.reason = path, key, reason
+        where = ": ".join(str(p) for p in (path, key) if p)
+        super().__init__(f"{where}: {reason}" if where else reason)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """[data]: where the images are and how they become tensors (checked in detail by `distill.data`)."""
+
+    path: str
+    layout: str = "auto"
+    input_size: tuple[int, int] = (64, 64)      # (H, W) of the (high-res) image
+    channels: int = 1
+    val_fraction: float = 0.1
+    seed: int = 0
+    augment: dict[str, Any] = field(default_factory=dict)
+    degrade: dict[str, Any] = field(default_factory=dict)
+    normalize: str = "minmax"                   # minmax | zscore | window
+    window: tuple[float, float] | None = None   # (center, width) HU
+    slices: int = 1                             # 2.5-D: neighbouring slices as channels (volumes)
+    patch_size: tuple[int, int] | None = None   # random training crops (segment, restoration)
+    max_items: int | None = None                # at most N items per split (quick trials)
+    stratify: bool = True
+    block_size: int | None = None               # volume slices are split in blocks of this many
+
+    def table(self) -> dict[str, Any]:
+        """The [data] table as `distill.data.build_datasets` reads it (unset options left out)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """[teacher_net] / [student_net]: a name from `distill.nets` and its size options (None: the net's default)."""
+
+    arch: str
+    width: float | None = None          # mobilenetv2, mobileunet
+    depth: int | None = None            # unet, unet_small, dncnn, denoise_small
+    base: int | None = None             # unet, unet_small
+    channels: int | None = None         # restoration and super-resolution nets
+    num_blocks: int | None = None       # srresnet
+
+    def kwargs(self) -> dict[str, Any]:
+        """The options to pass to `create_model`, only those set in the recipe."""
+        names = ("width", "depth", "base", "channels", "num_blocks")
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """[train]: the teacher's optimisation."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9               # sgd only
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    max_steps: int = 0                  # 0: no limit; N: stop after N optimizer steps (quick trials)
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class DistillConfig(TrainConfig):
+    """[distill]: the student's optimisation and the KD method (DESIGN.md "Knowledge distillation, done right")."""
+
+    epochs: int = 40
+    lr: float = 2e-3
+    method: str = "hinton"
+    temperature: float = 4.0
+    alpha: float = 0.5                  # weight of the hard-label (task) loss
+    dkd_alpha: float = 1.0              # DKD target-class weight
+    dkd_beta: float = 8.0               # DKD non-target-class weight
+    feature_weight: float = 1.0         # weight of the fitnets / attention / restoration feature term
+    features: tuple[tuple[str, str], ...] = ()   # (teacher layer, student layer) pairs
+    cache_teacher: bool = False
+    allow_sharpening: bool = False      # temperature < 1 sharpens the teacher: only when asked
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """[export]: ONNX settings."""
+
+    opset: int = 17
+    int8: bool = False
+    weights: str = "float32"            # float32 | float16 (fp16 initialisers, cast to fp32 in the graph)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole run; `source` is the file it came from (relative data paths resolve against it)."""
+
+    name: str
+    task: str
+    data: DataConfig
+    teacher_net: NetConfig
+    student_net: NetConfig
+    teacher: str = ""
+    seed: int = 0
+    device: str = "auto"                # auto | cpu | cuda
+    modalities: tuple[str, ...] = ()    # DICOM modalities the model is meant for (written to the card)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    source: Path | None = field(default=None, compare=False)
+
+    @property
+    def recipe_dir(self) -> Path:
+        """The folder relative paths in the recipe are taken from."""
+        return self.source.parent if self.source else Path.cwd()
+
+    def data_path(self) -> Path:
+        """[data].path resolved against the recipe's folder."""
+        return (self.recipe_dir / self.data.path).resolve()
+
+    def stage(self, stage: str) -> TrainConfig:
+        """The optimisation settings of "train" (teacher) or "distill" (student)."""
+        return self.train if stage == "train" else self.distill
+
+
+_TABLES = {"data": DataConfig, "teacher_net": NetConfig, "student_net": NetConfig,
+           "train": TrainConfig, "distill": DistillConfig, "export": ExportConfig}
+_REQUIRED = ("name", "task", "data.path", "teacher_net.arch", "student_net.arch")
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe file, apply `key=value` overrides (values parsed as TOML), check and return it."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(path, None, "no such recipe file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(path, None, f"not valid TOML: {exc}") from None
+    for item in overrides:
+        _apply_override(raw, item, path)
+    return recipe_from_dict(raw, path)
+
+
+def recipe_from_dict(raw: dict[str, Any], source: Path | None = None) -> Recipe:
+    """Check a parsed recipe (unknown keys, types, choices) and build the frozen `Recipe`."""
+    for key in _REQUIRED:
+        table, _, name = key.rpartition(".")
+        section = raw.get(table, {}) if table else raw
+        if not isinstance(section, dict) or name not in section:
+            raise RecipeError(source, key, "missing required key")
+    top = {f.name: f for f in dataclasses.fields(Recipe) if f.name != "source"}
+    _check_unknown(raw, top, "", source)
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name in _TABLES:
+            if not isinstance(value, dict):
+                raise RecipeError(source, name, f"should be a table, got {_tname(value)}")
+            values[name] = _build(_TABLES[name], value, name, source)
+        else:
+            values[name] = _coerce(value, _hint(Recipe, name), name, source)
+    recipe = Recipe(**values, source=source.resolve() if source else None)
+    _check_choices(recipe, source)
+    return recipe
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The recipe as TOML: top-level keys first, then the tables (None options left out)."""
+    def plain(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj):
+            return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                    if f.name != "source" and getattr(obj, f.name) is not None}
+        if isinstance(obj, (tuple, list)):
+            return [plain(v) for v in obj]
+        if isinstance(obj, dict):
+            return {k: plain(v) for k, v in obj.items()}
+        return obj
+
+    data = plain(recipe)
+    ordered = {k: v for k, v in data.items() if k not in _TABLES}
+    ordered.update({k: data[k] for k in _TABLES})
+    return tomli_w.dumps(ordered)
+
+
+def with_overrides(recipe: Recipe, overrides: list[str] | tuple[str, ...]) -> Recipe:
+    """A copy of `recipe` with `key=value` overrides applied and checked again."""
+    raw = tomllib.loads(dump_recipe(recipe))
+    for item in overrides:
+        _apply_override(raw, item, recipe.source)
+    return recipe_from_dict(raw, recipe.source)
+
+
+def _apply_override(raw: dict[str, Any], item: str, path: Path | None) -> None:
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise RecipeError(path, item, "an override is written key=value (dotted for tables: distill.alpha=0.3)")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # a bare word or path: take it as a string
+    parts = key.split(".")
+    section = raw
+    for part in parts[:-1]:
+        section = section.setdefault(part, {})
+        if not isinstance(section, dict):
+            raise RecipeError(path, key, f"'{part}' is not a table")
+    section[parts[-1]] = value
+
+
+def _build(cls: type, table: dict[str, Any], prefix: str, source: Path | None) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_unknown(table, fields, prefix + ".", source)
+    kwargs = {name: _coerce(value, _hint(cls, name), f"{prefix}.{name}", source)
+              for name, value in table.items()}
+    return cls(**kwargs)
+
+
+def _check_unknown(table: dict[str, Any], fields: dict[str, Any], prefix: str, source: Path | None) -> None:
+    for name in table:
+        if name not in fields:
+            close = difflib.get_close_matches(name, list(fields), n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise RecipeError(source, prefix + name, f"unknown key{hint}")
+
+
+def _hint(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _tname(value: Any) -> str:
+    return {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: Path | None) -> Any:
+    """Check `value` against a type hint; ints become floats and arrays tuples where the hint says so."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        for option in options:
+            try:
+                return _coerce(value, option, key, source)
+            except RecipeError:
+                continue
+        raise RecipeError(source, key, f"wrong type: {_tname(value)}")
+    if hint is type(None):
+        if value is None:
+            return None
+        raise RecipeError(source, key, "wrong type")
+    if hint is Any:
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise RecipeError(source, key, f"should be an array, got {_tname(value)}")
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key, source) for v in value)
+        if len(value) != len(args):
+            raise RecipeError(source, key, f"should be an array of {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, key, source) for v, a in zip(value, args, strict=True))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(source, key, f"should be a table, got {_tname(value)}")
+        return dict(value)
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise RecipeError(source, key, f"should be a number, got {_tname(value)}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise RecipeError(source, key, f"should be an integer, got {_tname(value)}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise RecipeError(source, key, f"should be true or false, got {_tname(value)}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise RecipeError(source, key, f"should be a string, got {_tname(value)}")
+    raise RecipeError(source, key, f"unsupported type {hint}")  # a recipe field with no rule above
+
+
+def _one_of(value: str, choices: tuple[str, ...], key: str, source: Path | None) -> None:
+    if value not in choices:
+        close = difflib.get_close_matches(value, choices, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise RecipeError(source, key, f"'{value}' is not one of {', '.join(choices)}{hint}")
+
+
+def _check_choices(recipe: Recipe, source: Path | None) -> None:
+    _one_of(recipe.task, TASKS, "task", source)
+    _one_of(recipe.device, ("auto", "cpu", "cuda"), "device", source)
+    for stage in ("train", "distill"):
+        cfg = recipe.stage(stage)
+        _one_of(cfg.optimizer, OPTIMIZERS, f"{stage}.optimizer", source)
+        _one_of(cfg.schedule, SCHEDULES, f"{stage}.schedule", source)
+        for key in ("epochs", "batch_size"):
+            if getattr(cfg, key) < 1:
+                raise RecipeError(source, f"{stage}.{key}", "should be at least 1")
+        if cfg.lr <= 0:
+            raise RecipeError(source, f"{stage}.lr", "should be positive")
+    kd = recipe.distill
+    _one_of(kd.method, KD_METHODS, "distill.method", source)
+    if kd.method not in METHODS_FOR_TASK[recipe.task]:
+        raise RecipeError(source, "distill.method", f"'{kd.method}' does not apply to task '{recipe.task}' "
+                          f"(use one of {', '.join(METHODS_FOR_TASK[recipe.task])})")
+    if kd.temperature <= 0:
+        raise RecipeError(source, "distill.temperature", "should be positive")
+    if kd.temperature < 1 and not kd.allow_sharpening:
+        raise RecipeError(source, "distill.temperature", "a temperature below 1 sharpens the teacher instead of "
+                          "softening it; set distill.allow_sharpening = true if that is what you want")
+    if not 0.0 <= kd.alpha <= 1.0:
+        raise RecipeError(source, "distill.alpha", "should be between 0 and 1")
+    _one_of(recipe.export.weights, WEIGHTS, "export.weights", source)
+    if recipe.data.channels not in (1, 3):
+        raise RecipeError(source, "data.channels", "should be 1 or 3")
+    if not 0.0 < recipe.data.val_fraction < 1.0:
+        raise RecipeError(source, "data.val_fraction", "should be between 0 and 1")
+    _check_architectures(recipe, source)
+
+
+def _check_architectures(recipe: Recipe, source: Path | None) -> None:
+    try:
+        from kdviewer.distill.nets import list_models
+    except ImportError:  # the registry is not importable (torch missing): create_model will say so later
+        return
+    known = list_models()
+    for key in ("teacher_net", "student_net"):
+        arch = getattr(recipe, key).arch
+        if arch not in known:
+            close = difflib.get_close_matches(arch, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise RecipeError(source, f"{key}.arch", f"unknown architecture '{arch}'{hint}; "
+                              f"known: {', '.join(known)}")

@@ -1,0 +1,454 @@
+"""Training: `train_teacher` and `distill_student`, one loop for every task and KD method.
+
+A run folder holds `recipe.toml` (resolved), `run.json` (code revision, stage), `events.jsonl`,
+`metrics.json`, `last.pt` (every epoch, atomically, with optimizer, scheduler and RNG states, so
+`resume=True` continues exactly), `best.pt` (best validation metric) and, after export, `<id>.onnx` +
+`<id>.json` + `<id>.md`. SIGINT/SIGTERM finish the current step, write `last.pt` and raise
+`TrainingInterrupted`. Under `torchrun` the student is wrapped in DDP; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from kdviewer.distill.events import EventReporter, Throughput
+from kdviewer.distill.losses import FeatureHooks
+from kdviewer.distill.recipe import Recipe, TrainConfig, dump_recipe
+from kdviewer.distill.trainer_checkpoint import (
+    git_revision,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
+from kdviewer.distill.trainer_ddp import (
+    DistContext,
+    any_rank,
+    average_gradients,
+    barrier,
+    broadcast_object,
+    close_distributed,
+    epoch_indices,
+    init_distributed,
+)
+from kdviewer.distill.trainer_kd import Distiller, feature_pairs
+from kdviewer.distill.trainer_models import Teacher, build_net, load_teacher, net_spec
+from kdviewer.distill.trainer_optim import build_optimizer, build_scheduler
+from kdviewer.distill.trainer_tasks import TaskAdapter, task_adapter
+from kdviewer.errors import KdviewerError
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+class TrainingInterrupted(KdviewerError):
+    """SIGINT/SIGTERM stopped the run after a step; `last.pt` holds where to resume."""
+
+
+@dataclasses.dataclass
+class _State:
+    epoch: int = 0            # the epoch being (or next to be) trained
+    step: int = 0             # optimizer steps done in total
+    step_in_epoch: int = 0    # steps done in `epoch`
+    best: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def train_teacher(recipe: Recipe, out: str | Path | None = None, *, resume: bool = False,
+                  progress: str = "bar", export: bool = True, listeners: tuple[Listener, ...] = ()) -> Path:
+    """Train the recipe's teacher (`[teacher_net]`, `[train]`); returns the run folder."""
+    return _run(recipe, "train", out, resume, progress, export, listeners)
+
+
+def distill_student(recipe: Recipe, out: str | Path | None = None, *, resume: bool = False,
+                    progress: str = "bar", export: bool = True, listeners: tuple[Listener, ...] = ()) -> Path:
+    """Train the recipe's student (`[student_net]`, `[distill]`) from its teacher; returns the run folder.
+
+    `distill.method = "none"` trains the no-KD baseline student with the same data and budget.
+    """
+    return _run(recipe, "distill", out, resume, progress, export, listeners)
+
+
+def default_run_dir(recipe: Recipe, stage: str) -> Path:
+    """runs/<name>-<stage>-<UTC time> under the current folder."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{recipe.name}-{stage}-{stamp}"
+
+
+def role_of(recipe: Recipe, stage: str) -> str:
+    """teacher (train), baseline (distill with method none) or student."""
+    if stage == "train":
+        return "teacher"
+    return "baseline" if recipe.distill.method == "none" else "student"
+
+
+def _run(recipe: Recipe, stage: str, out: str | Path | None, resume: bool, progress: str, export: bool,
+         listeners: tuple[Listener, ...]) -> Path:
+    ctx = init_distributed(recipe.device)
+    try:
+        run_dir = Path(broadcast_object(ctx, str(Path(out) if out else default_run_dir(recipe, stage)))).resolve()
+        reporter = EventReporter(run_dir if ctx.is_main else None, progress, enabled=ctx.is_main)
+        reporter.listeners.extend(listeners)
+        try:
+            _Loop(recipe, stage, run_dir, ctx, reporter, resume).fit()
+            if export and ctx.is_main:
+                from kdviewer.distill.export import export_run
+                onnx_path, card_path = export_run(run_dir, which="best", int8=recipe.export.int8,
+                                                  log=reporter.log)
+                reporter.emit("export", onnx=str(onnx_path), card=str(card_path))
+            barrier(ctx)
+        except Exception as exc:
+            reporter.emit("error", message=str(exc) or type(exc).__name__,
+                          resumable=isinstance(exc, TrainingInterrupted))
+            raise
+        if ctx.is_main:
+            best = json.loads((run_dir / "metrics.json").read_text())["best"]
+            reporter.emit("done", run_dir=str(run_dir), best=best)
+        return run_dir
+    finally:
+        close_distributed()
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """Adds the item index to each sample (the key of the teacher-output cache)."""
+
+    def __init__(self, ds: torch.utils.data.Dataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**self.ds[i], "index": i}
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step (main thread only)."""
+
+    def __init__(self) -> None:
+        self.raised: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        with contextlib.suppress(ValueError):  # not the main thread: no handlers
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.raised = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class _Loop:
+    """One run: its data, nets, optimiser, state and the epoch loop."""
+
+    def __init__(self, recipe: Recipe, stage: str, run_dir: Path, ctx: DistContext, reporter: EventReporter,
+                 resume: bool) -> None:
+        from kdviewer.distill.data import build_datasets
+
+        self.recipe, self.stage, self.run_dir, self.ctx, self.reporter = recipe, stage, run_dir, ctx, reporter
+        self.cfg: TrainConfig = recipe.stage(stage)
+        self.resume = resume
+        seed_everything(recipe.seed)
+        self.train_ds, self.val_ds, self.meta = build_datasets(recipe.data.table(), recipe.task, recipe.recipe_dir)
+        self.adapter: TaskAdapter = task_adapter(recipe.task, self.meta)
+        net_cfg = recipe.teacher_net if stage == "train" else recipe.student_net
+        self.spec = net_spec(net_cfg, recipe, self.meta)
+        self.model = build_net(self.spec, "teacher_net" if stage == "train" else "student_net",
+                               recipe.source).to(ctx.device)
+        self.teacher: Teacher | None = None
+        self.distiller: Distiller | None = None
+        if stage == "distill":
+            self.distiller = Distiller(recipe.distill, self.adapter, [])
+            if recipe.distill.method != "none":
+                self.teacher = load_teacher(recipe, ctx.device)
+                self.distiller.pairs = feature_pairs(recipe.distill, self.teacher.spec["name"], net_cfg.arch)
+                self._init_adapters()
+        self.cache: dict[int, torch.Tensor] | None = self._cache_policy()
+        self.wrapped: nn.Module = self.model
+        if ctx.distributed:
+            self.wrapped = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+        n_per_rank = math.ceil(len(self.train_ds) / ctx.world_size)  # type: ignore[arg-type]
+        self.batch_size = min(self.cfg.batch_size, n_per_rank)
+        self.drop_last = n_per_rank > self.batch_size
+        self.steps_per_epoch = n_per_rank // self.batch_size if self.drop_last else 1
+        self.params = list(self.model.parameters()) + (list(self.distiller.parameters()) if self.distiller else [])
+        self.optimizer = build_optimizer(self.cfg, self.params)
+        self.scheduler = build_scheduler(self.cfg, self.optimizer, self.steps_per_epoch)
+        self.state = _State()
+
+    # --- setup -------------------------------------------------------------------------------------------
+
+    def _init_adapters(self) -> None:
+        """Run one batch through both nets to size the FitNets adapters (before the optimizer exists)."""
+        assert self.distiller is not None and self.teacher is not None
+        if not self.distiller.pairs:
+            return
+        batch = next(iter(DataLoader(self.train_ds, batch_size=2)))
+        images = batch["image"].to(self.ctx.device)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            was = self.model.training
+            self.model.eval()
+            with FeatureHooks(self.model, self.distiller.student_layers) as sh:
+                self.model(images)
+            with FeatureHooks(self.teacher.model, self.distiller.teacher_layers) as th:
+                self.teacher.model(images)
+            self.model.train(was)
+        self.distiller.build_adapters([sh.outputs[n] for n in self.distiller.student_layers],
+                                      [th.outputs[n] for n in self.distiller.teacher_layers])
+        self.distiller.to(self.ctx.device)
+
+    def _cache_policy(self) -> dict[int, torch.Tensor] | None:
+        """A teacher-output cache when asked and valid (same inputs every epoch), else None (live)."""
+        if self.distiller is None or self.teacher is None or not self.recipe.distill.cache_teacher:
+            return None
+        from kdviewer.distill.augment import AugmentConfig
+
+        data = self.recipe.data
+        augment_on = AugmentConfig.from_dict(data.augment) != AugmentConfig() or data.patch_size is not None
+        random_degrade = self.recipe.task in ("denoise", "super_resolve")
+        if not self.distiller.output_only:
+            self.reporter.log("cache_teacher: feature methods need the teacher's features every step: computing live")
+            return None
+        if augment_on or random_degrade:
+            why = "augmentation (or random crops) is on" if augment_on else "inputs are degraded afresh each epoch"
+            self.reporter.log(f"cache_teacher: {why}, so cached outputs would be stale: computing live")
+            return None
+        return {}
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        """Train to the end (epochs or max_steps), validating, checkpointing and reporting on the way."""
+        ctx, cfg, st = self.ctx, self.cfg, self.state
+        if self.resume:
+            self._restore()
+        elif ctx.is_main:
+            self._write_run_files()
+        total_steps = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps:
+            total_steps = min(total_steps, cfg.max_steps)
+        self.reporter.emit("start", stage=self.stage, run_dir=str(self.run_dir), epochs=cfg.epochs,
+                           steps_per_epoch=self.steps_per_epoch, total_steps=total_steps,
+                           world_size=ctx.world_size, resumed_at_step=st.step if self.resume else None,
+                           teacher_outputs="cached" if self.cache is not None else "live")
+        t_start, step_at_start = time.perf_counter(), st.step
+        with _StopFlag() as stop:
+            while st.epoch < cfg.epochs and not (cfg.max_steps and st.step >= cfg.max_steps):
+                losses = list(self._train_epoch(stop, total_steps))
+                if any_rank(ctx, stop.raised is not None):
+                    self._save_last()
+                    raise TrainingInterrupted(f"interrupted at step {st.step}: resume with --resume "
+                                              f"--out {self.run_dir}")
+                finished_epoch = st.step_in_epoch >= self.steps_per_epoch
+                val = self._validate()
+                entry = {"epoch": st.epoch, "step": st.step, "train_loss": sum(losses) / max(len(losses), 1),
+                         "val": val}
+                is_best = self._update_best(entry)
+                st.history.append(entry)
+                if finished_epoch:
+                    st.epoch, st.step_in_epoch = st.epoch + 1, 0
+                self._save_last()
+                done_steps = max(st.step - step_at_start, 1)
+                eta = (time.perf_counter() - t_start) / done_steps * max(total_steps - st.step, 0)
+                self.reporter.emit("epoch", epoch=entry["epoch"], train_loss=entry["train_loss"], val=val,
+                                   best=is_best, eta_s=round(eta, 1))
+                barrier(ctx)
+
+    def _train_epoch(self, stop: _StopFlag, total_steps: int) -> Iterator[float]:
+        ctx, cfg, st = self.ctx, self.cfg, self.state
+        indices = epoch_indices(len(self.train_ds), st.epoch, self.recipe.seed, ctx)  # type: ignore[arg-type]
+        indices = indices[st.step_in_epoch * self.batch_size:]
+        loader = DataLoader(_Indexed(self.train_ds), batch_size=self.batch_size, sampler=indices,
+                            drop_last=self.drop_last, num_workers=cfg.num_workers,
+                            generator=torch.Generator().manual_seed(self.recipe.seed + st.epoch))
+        if hasattr(self.train_ds, "set_epoch"):
+            self.train_ds.set_epoch(st.epoch)  # augmentations seeded by (seed, epoch, index)
+        self.model.train()
+        speed = Throughput()
+        for batch in loader:
+            if st.step_in_epoch >= self.steps_per_epoch:
+                break
+            loss = self._train_step(batch)
+            st.step += 1
+            st.step_in_epoch += 1
+            self.reporter.emit("step", epoch=st.epoch, step=st.step, loss=loss,
+                               lr=self.optimizer.param_groups[0]["lr"],
+                               images_per_s=round(speed.tick(len(batch["image"]) * ctx.world_size), 1),
+                               total_steps=total_steps)
+            yield loss
+            if any_rank(ctx, stop.raised is not None):
+                stop.raised = stop.raised or signal.SIGTERM  # another rank was signalled: stop here too
+                return
+            if cfg.max_steps and st.step >= cfg.max_steps:
+                return
+
+    def _train_step(self, batch: dict[str, Any]) -> float:
+        dev = self.ctx.device
+        batch = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+        images = batch["image"]
+        kd = self.distiller
+        if kd is None:
+            loss = self.adapter.hard_loss(self.wrapped(images), batch)
+        else:
+            s_hooks = FeatureHooks(self.model, kd.student_layers) if kd.pairs else contextlib.nullcontext()
+            with s_hooks as sh:
+                s_out = self.wrapped(images)
+            s_feats = [sh.outputs[n] for n in kd.student_layers] if kd.pairs else []
+            t_out, t_feats = self._teacher_outputs(batch) if kd.uses_teacher else (None, [])
+            loss = kd.loss(s_out, t_out, batch, s_feats, t_feats)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if kd is not None:
+            average_gradients(self.ctx, kd.parameters())
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def _teacher_outputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        assert self.teacher is not None and self.distiller is not None
+        teacher, names = self.teacher.model, self.distiller.teacher_layers
+        if self.cache is not None:
+            idx = [int(i) for i in batch["index"]]
+            missing = [j for j, i in enumerate(idx) if i not in self.cache]
+            if missing:
+                out = teacher(batch["image"][missing])
+                for j, o in zip(missing, out, strict=True):
+                    self.cache[idx[j]] = o.detach().cpu()
+            return torch.stack([self.cache[i] for i in idx]).to(self.ctx.device), []
+        if not names:
+            return teacher(batch["image"]), []
+        with FeatureHooks(teacher, names) as th:
+            out = teacher(batch["image"])
+        return out, [th.outputs[n] for n in names]
+
+    # --- validation, checkpoints ----------------------------------------------------------------------
+
+    def _validate(self) -> dict[str, float]:
+        """Metrics of the current model on the validation split (rank 0; RNG states left untouched)."""
+        if not self.ctx.is_main:
+            return {}
+        saved = rng_state()
+        self.model.eval()
+        loader = DataLoader(self.val_ds, batch_size=max(self.batch_size, 8), shuffle=False)
+
+        def predict(images: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return self.model(images.to(self.ctx.device))
+
+        try:
+            return self.adapter.evaluate(predict, loader)
+        finally:
+            self.model.train()
+            set_rng_state(saved)
+
+    def _update_best(self, entry: dict[str, Any]) -> bool:
+        if not self.ctx.is_main:
+            return False
+        key = self.adapter.primary
+        value = entry["val"].get(key, float("nan"))
+        best = self.state.best
+        better = best is None or (not math.isnan(value) and (math.isnan(best["value"]) or value > best["value"]))
+        if better:
+            self.state.best = {"epoch": entry["epoch"], "step": entry["step"], "metric": key, "value": value,
+                               "val": entry["val"]}
+            save_checkpoint(self._model_payload(entry), self.run_dir / "best.pt")
+            self.reporter.emit("checkpoint", path=str(self.run_dir / "best.pt"))
+        self._write_metrics()
+        return better
+
+    def _model_payload(self, entry: dict[str, Any]) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "net": self.spec, "task": self.recipe.task,
+                "stage": self.stage, "id": f"{self.recipe.name}-{role_of(self.recipe, self.stage)}",
+                "epoch": entry["epoch"], "step": entry["step"], "val": entry["val"]}
+
+    def _save_last(self) -> None:
+        if not self.ctx.is_main:
+            return
+        st = self.state
+        payload = {
+            "model": self.model.state_dict(), "net": self.spec, "task": self.recipe.task, "stage": self.stage,
+            "adapters": self.distiller.state_dict() if self.distiller else {},
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "epoch": st.epoch, "step": st.step, "step_in_epoch": st.step_in_epoch,
+            "best": st.best, "history": st.history, "rng": rng_state(),
+            "teacher_cache": self.cache if self.cache else None,
+        }
+        save_checkpoint(payload, self.run_dir / "last.pt")
+        self.reporter.emit("checkpoint", path=str(self.run_dir / "last.pt"))
+
+    def _restore(self) -> None:
+        ckpt = load_checkpoint(self.run_dir / "last.pt")
+        self.model.load_state_dict(ckpt["model"])
+        if self.distiller is not None and ckpt.get("adapters"):
+            self.distiller.load_state_dict(ckpt["adapters"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.state = _State(ckpt["epoch"], ckpt["step"], ckpt["step_in_epoch"], ckpt.get("best"),
+                            list(ckpt.get("history") or []))
+        if self.cache is not None and ckpt.get("teacher_cache"):
+            self.cache.update(ckpt["teacher_cache"])
+        set_rng_state(ckpt["rng"])
+
+    def _write_run_files(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if (self.run_dir / "last.pt").exists():
+            raise KdviewerError(f"{self.run_dir}: already holds a run (last.pt); use --resume or another --out")
+        (self.run_dir / "events.jsonl").unlink(missing_ok=True)
+        (self.run_dir / "recipe.toml").write_text(dump_recipe(resolved(self.recipe)), encoding="utf-8")
+        run = {"stage": self.stage, "role": role_of(self.recipe, self.stage), "revision": git_revision(),
+               "started": datetime.now(UTC).isoformat(timespec="seconds"),
+               "world_size": self.ctx.world_size, "torch": torch.__version__,
+               "teacher": ({"id": self.teacher.id, "path": str(self.teacher.path)} if self.teacher else None),
+               "teacher_outputs": "cached" if self.cache is not None else "live"}
+        (self.run_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+        meta = {k: v for k, v in self.meta.items() if _jsonable(v)}
+        (self.run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    def _write_metrics(self) -> None:
+        best = self.state.best or {}
+        data = {"primary": self.adapter.primary,
+                "best": {"epoch": best.get("epoch"), "val": best.get("val", {})},
+                "history": self.state.history}
+        tmp = self.run_dir / "metrics.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.replace(self.run_dir / "metrics.json")
+
+
+def resolved(recipe: Recipe) -> Recipe:
+    """The recipe with its data path (and teacher) made absolute, as the run folder keeps it."""
+    data = dataclasses.replace(recipe.data, path=str(recipe.data_path()))
+    teacher = recipe.teacher
+    if teacher:
+        with contextlib.suppress(KdviewerError):
+            from kdviewer.distill.trainer_models import resolve_teacher_path
+            path = resolve_teacher_path(recipe)
+            teacher = str(path.parent if path.name == "best.pt" else path)
+    return dataclasses.replace(recipe, data=data, teacher=teacher)
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

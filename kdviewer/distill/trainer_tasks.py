@@ -1,0 +1,110 @@
+"""Task adapters: what "the loss against the labels" and "the validation metrics" mean for each task.
+
+One training loop serves every task; it asks the adapter for the hard (ground-truth) loss and, after
+each epoch, for the validation metrics. `primary` names the metric that picks the best checkpoint
+(higher is better for all of them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kdviewer.distill.losses import dice_ce_loss
+from kdviewer.imaging.metrics import classification_metrics, dice, psnr, ssim
+
+Predict = Callable[[torch.Tensor], torch.Tensor]
+
+
+class TaskAdapter:
+    """The per-task pieces of training: `hard_loss` and `evaluate`."""
+
+    task = ""
+    primary = ""
+
+    def hard_loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss against the ground truth (scalar)."""
+        raise NotImplementedError
+
+    def evaluate(self, predict: Predict, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+        """Validation metrics of `predict` (images (N, C, H, W) float32 -> outputs) over `batches`."""
+        raise NotImplementedError
+
+
+class ClassifyAdapter(TaskAdapter):
+    """Cross-entropy; AUC (binary, or macro one-vs-rest), accuracy and balanced accuracy."""
+
+    task, primary = "classify", "auc"
+
+    def hard_loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(output, batch["target"])
+
+    def evaluate(self, predict: Predict, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+        labels, probs = [], []
+        for batch in batches:
+            probs.append(torch.softmax(predict(batch["image"]).float(), dim=1).cpu().numpy())
+            labels.append(np.asarray(batch["target"]).reshape(-1))
+        proba = np.concatenate(probs)
+        m = classification_metrics(np.concatenate(labels), proba[:, 1] if proba.shape[1] == 2 else proba)
+        return {k: float(m[k]) for k in ("auc", "accuracy", "balanced_accuracy")}
+
+
+class SegmentAdapter(TaskAdapter):
+    """Dice + CE inside the field of view; Dice of the foreground classes (pooled over the split)."""
+
+    task, primary = "segment", "dice"
+
+    def hard_loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return dice_ce_loss(output, batch["target"], valid=batch.get("fov"))
+
+    def evaluate(self, predict: Predict, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+        preds, targets, n_classes = [], [], 2
+        for batch in batches:
+            logits = predict(batch["image"])
+            n_classes = int(logits.shape[1])
+            pred = logits.argmax(dim=1).cpu().numpy()
+            target = np.asarray(batch["target"])
+            fov = batch.get("fov")
+            keep = np.ones_like(target, dtype=bool) if fov is None else np.asarray(fov).astype(bool)
+            preds.append(pred[keep])
+            targets.append(target[keep])
+        pred, target = np.concatenate(preds), np.concatenate(targets)
+        scores = [dice(pred == c, target == c) for c in range(1, n_classes)]
+        return {"dice": float(np.mean(scores))}
+
+
+class RestoreAdapter(TaskAdapter):
+    """L1 to the clean image; PSNR and SSIM (per image, averaged) on the data's value range."""
+
+    primary = "psnr"
+
+    def __init__(self, task: str, data_range: float = 1.0) -> None:
+        self.task = task
+        self.data_range = data_range
+
+    def hard_loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.l1_loss(output, batch["target"])
+
+    def evaluate(self, predict: Predict, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+        psnrs, ssims = [], []
+        for batch in batches:
+            out = predict(batch["image"]).float().cpu().numpy()
+            ref = np.asarray(batch["target"], dtype=np.float32)
+            for x, r in zip(out, ref, strict=True):  # (C, H, W): channels averaged
+                psnrs.append(psnr(x, r, self.data_range))
+                ssims.append(float(np.mean([ssim(xc, rc, self.data_range) for xc, rc in zip(x, r, strict=True)])))
+        finite = [p for p in psnrs if np.isfinite(p)]
+        return {"psnr": float(np.mean(finite)) if finite else float("inf"), "ssim": float(np.mean(ssims))}
+
+
+def task_adapter(task: str, meta: dict[str, Any] | None = None) -> TaskAdapter:
+    """The adapter of a recipe task; restoration takes `meta["data_range"]` (default 1.0)."""
+    if task == "classify":
+        return ClassifyAdapter()
+    if task == "segment":
+        return SegmentAdapter()
+    return RestoreAdapter(task, float((meta or {}).get("data_range", 1.0)))

@@ -1,0 +1,31 @@
+"""Start the viewer: `run_viewer(paths)` makes the QApplication and the main window and runs it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from kdviewer.gui.main_window import MainWindow
+
+
+def make_application() -> QApplication:
+    """The running QApplication, or a new one named for QSettings (organisation "kdviewer")."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setOrganizationName("kdviewer")
+    app.setApplicationName("kdviewer")
+    return app  # type: ignore[return-value]
+
+
+def run_viewer(paths: Sequence[str | Path] = (), overlay: str | Path | None = None) -> int:
+    """Open the window on the first of `paths` (if any), with an optional label overlay; returns the exit code."""
+    app = make_application()
+    window = MainWindow()
+    window.show()
+    if paths:
+        window.open_path(paths[0])
+        if overlay is not None:
+            window.pending_overlay = Path(overlay)
+    return app.exec()

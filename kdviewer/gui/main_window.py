@@ -1,0 +1,310 @@
+"""The main window: views in the centre, series and tags in docks, loading in a background thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+)
+
+from kdviewer.gui import actions
+from kdviewer.gui.dialogs import HelpDialog, SkippedFilesDialog, show_error
+from kdviewer.gui.geometry import preview_volume
+from kdviewer.gui.loader import LoadThread
+from kdviewer.gui.series_browser import SeriesBrowser
+from kdviewer.gui.settings import ViewerSettings
+from kdviewer.gui.tags_panel import TagsPanel
+from kdviewer.gui.view_grid import ViewGrid
+from kdviewer.gui.viewer_state import FILE_PRESET, ViewerState
+from kdviewer.study.volume import Volume
+
+ErrorFunction = Callable[[QMainWindow, str, str], object]
+
+
+class MainWindow(QMainWindow):
+    """kdviewer's window. `settings`: a QSettings (tests: an INI file); `show_error(parent, title,
+    message)`: how errors are shown (default: a non-blocking QMessageBox)."""
+
+    volume_loaded = Signal(object)  # the Volume now shown
+    load_failed = Signal(str)  # the error message shown
+
+    def __init__(self, settings: QSettings | None = None, show_error: ErrorFunction | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("kdviewer (research use only, not for diagnosis)")
+        self.settings = ViewerSettings(settings)
+        self.show_error = show_error or _default_show_error
+        self.state = ViewerState()
+        self.state.layout = self.settings.layout
+        self.grid = ViewGrid(self.state, self)
+        self.setCentralWidget(self.grid)
+        self.actions_by_name: dict = {}
+        self.loader: LoadThread | None = None
+        self.scan = None  # the last ScanResult
+        self.series_number = -1
+        self.pending_overlay: Path | None = None
+        self._previous: Volume | None = None  # shown again if a load fails
+        self._build_docks()
+        actions.build_menus(self)
+        actions.build_toolbar(self)
+        self._build_status()
+        self.setAcceptDrops(True)
+        for view in self.grid.views.values():
+            view.hovered.connect(self.readout.setText)
+            view.measured.connect(lambda text: self.statusBar().showMessage(f"Distance {text}", 10000))
+        self.state.listen(self._on_state)
+        self._update_recent_menu()
+        self._sync_layout_controls()
+        self.resize(1400, 800)
+        if (geometry := self.settings.geometry()) is not None:
+            self.restoreGeometry(geometry)
+        if (window_state := self.settings.window_state()) is not None:
+            self.restoreState(window_state)
+
+    # -- building ----------------------------------------------------------------------------
+    def _build_docks(self) -> None:
+        self.browser = SeriesBrowser(self)
+        self.browser.chosen.connect(self.load_series)
+        self.tags = TagsPanel(self)
+        for title, name, widget in (("Series", "series", self.browser), ("DICOM tags", "tags", self.tags)):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(name)
+            dock.setWidget(widget)
+            self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+
+    def _build_status(self) -> None:
+        self.readout = QLabel("", self)
+        self.progress = QProgressBar(self)
+        self.progress.setMaximumWidth(200)
+        self.progress.hide()
+        self.skipped_button = QPushButton("", self)
+        self.skipped_button.setFlat(True)
+        self.skipped_button.hide()
+        self.skipped_button.clicked.connect(self.show_skipped)
+        self.statusBar().addWidget(self.readout, 1)
+        self.statusBar().addPermanentWidget(self.skipped_button)
+        self.statusBar().addPermanentWidget(self.progress)
+        for dock in self.findChildren(QDockWidget):
+            self.docks_menu.addAction(dock.toggleViewAction())
+
+    # -- opening -----------------------------------------------------------------------------
+    def open_path(self, path: str | Path, series: int = 0) -> None:
+        """Scan a file or folder and load series number `series`, in the background."""
+        self.settings.add_recent(path)
+        self.settings.last_dir = str(Path(path).parent)
+        self._update_recent_menu()
+        self._start(LoadThread(path=path, series=series, parent=self), series)
+
+    def load_series(self, number: int) -> None:
+        """Load series `number` of the last scan (the series browser's double-click)."""
+        if self.scan is not None and 0 <= number < len(self.scan.series):
+            self._start(LoadThread(refs=self.scan.series, series=number, thumbnails=False, parent=self), number)
+
+    def _start(self, thread: LoadThread, series: int) -> None:
+        if self.loader is not None:
+            self.loader.cancel()
+        self.loader = thread
+        self.series_number = series
+        thread.scanned.connect(self._on_scanned)
+        thread.first_slice.connect(self._on_first_slice)
+        thread.progress.connect(self._on_progress)
+        thread.loaded.connect(self._on_loaded)
+        thread.thumbnail.connect(self.browser.set_thumbnail)
+        thread.failed.connect(self._on_failed)
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.statusBar().showMessage("Reading…")
+        thread.start()
+
+    def is_loading(self) -> bool:
+        """True while a load thread runs."""
+        return self.loader is not None and self.loader.isRunning()
+
+    def _current(self, thread) -> bool:
+        return thread is self.loader
+
+    def _on_scanned(self, result) -> None:
+        if not self._current(self.sender()):
+            return
+        self.scan = result
+        self.browser.set_series(result.series)
+        n = len(result.skipped)
+        self.skipped_button.setText(f"{n} file{'s' if n != 1 else ''} skipped…")
+        self.skipped_button.setVisible(n > 0)
+
+    def _on_first_slice(self, ref, array) -> None:
+        if not self._current(self.sender()):
+            return
+        self._previous = self.state.volume
+        self.state.set_volume(preview_volume(ref, array))
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if self._current(self.sender()):
+            self.progress.setRange(0, max(total, 1))
+            self.progress.setValue(done)
+
+    def _on_loaded(self, volume: Volume) -> None:
+        if not self._current(self.sender()):
+            return
+        self.progress.hide()
+        self.state.set_volume(volume)
+        self._previous = None
+        self.tags.set_tags(volume.info.tags)
+        self.browser.mark_current(self.series_number)
+        z, y, x = volume.shape
+        self.statusBar().showMessage(f"Loaded {volume.info.description or volume.info.source} ({x}×{y}×{z})", 5000)
+        if self.pending_overlay is not None:
+            path, self.pending_overlay = self.pending_overlay, None
+            self.load_overlay(path)
+        self.volume_loaded.emit(volume)
+
+    def _on_failed(self, message: str) -> None:
+        if not self._current(self.sender()):
+            return
+        self.progress.hide()
+        if self._previous is not None:  # the preview replaced a good volume: bring it back
+            self.state.set_volume(self._previous)
+            self._previous = None
+        self.statusBar().showMessage("Could not open: " + message, 10000)
+        self.show_error(self, "Could not open", message)
+        self.load_failed.emit(message)
+
+    def load_overlay(self, path: str | Path) -> bool:
+        """Show a label volume on the current image's grid; False (and a dialog) when it does not fit."""
+        from kdviewer.errors import KdviewerError
+        from kdviewer.study.open import load_volume
+
+        if self.state.volume is None or self.is_loading():
+            self.pending_overlay = Path(path)
+            return True
+        try:
+            labels = load_volume(path)
+            self.state.set_overlay(labels)
+        except (KdviewerError, OSError, ValueError) as exc:
+            self.show_error(self, "Could not show the overlay", str(exc))
+            return False
+        self.statusBar().showMessage(f"Overlay {Path(path).name}", 5000)
+        return True
+
+    # -- user actions --------------------------------------------------------------------------
+    def choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open file", self.settings.last_dir)
+        if path:
+            self.open_path(path)
+
+    def choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open folder", self.settings.last_dir)
+        if path:
+            self.open_path(path)
+
+    def choose_overlay(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open overlay (label volume)", self.settings.last_dir,
+                                              "Label volumes (*.nii *.nii.gz *.nrrd *.mha *.mhd);;All files (*)")
+        if path:
+            self.load_overlay(path)
+
+    def choose_screenshot(self, what: str) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export screenshot", self.settings.last_dir, "PNG (*.png)")
+        if path:
+            self.export_screenshot(path, what)
+
+    def export_screenshot(self, path: str | Path, what: str = "view") -> bool:
+        """Save a PNG of the active view ("view") or the whole window ("window")."""
+        widget = self.grid.views.get(self.grid.active) if what == "view" else self
+        ok = widget.grab().save(str(path), "PNG")
+        if not ok:
+            self.show_error(self, "Could not save the screenshot", f"{path}: could not write a PNG there")
+        return ok
+
+    def set_layout(self, layout: str) -> None:
+        self.state.set_layout(layout)
+        self.settings.layout = layout
+
+    def set_mode(self, mode: str) -> None:
+        """What the left mouse button does in every view (see view_box.MODES)."""
+        for view in self.grid.views.values():
+            view.mode = mode
+        self.actions_by_name[f"mode_{mode}"].setChecked(True)
+
+    def apply_preset(self, name: str) -> None:
+        if self.state.volume is not None and name in self.state.presets:
+            self.state.apply_preset(name)
+
+    def reset_views(self) -> None:
+        for view in self.grid.views.values():
+            view.reset_view()
+
+    def toggle_overlay(self) -> None:
+        self.state.set_overlay_visible(not self.state.overlay_visible)
+
+    def show_help(self) -> HelpDialog:
+        dialog = HelpDialog(self)
+        dialog.open()
+        return dialog
+
+    def show_skipped(self) -> SkippedFilesDialog | None:
+        if self.scan is None or not self.scan.skipped:
+            return None
+        dialog = SkippedFilesDialog(self.scan.skipped, self)
+        dialog.open()
+        return dialog
+
+    # -- keeping controls in step with the state ---------------------------------------------
+    def _on_state(self, event: str) -> None:
+        if event == "volume":
+            self.preset_combo.clear()
+            for name, (c, w) in self.state.presets.items():
+                title = "File" if name == FILE_PRESET else name.capitalize()
+                self.preset_combo.addItem(f"{title} ({c:g}, {w:g})", name)
+        if event in ("volume", "window"):
+            names = [n for n, win in self.state.presets.items() if win == self.state.window]
+            self.preset_combo.setCurrentIndex(self.preset_combo.findData(names[0]) if names else -1)
+        if event in ("volume", "overlay"):
+            has = self.state.overlay is not None
+            self.overlay_check.setEnabled(has)
+            self.opacity_slider.setEnabled(has)
+            self.overlay_check.setChecked(has and self.state.overlay_visible)
+            self.actions_by_name["toggle_overlay"].setChecked(has and self.state.overlay_visible)
+        if event == "layout":
+            self._sync_layout_controls()
+
+    def _sync_layout_controls(self) -> None:
+        layout = self.state.layout
+        self.layout_combo.setCurrentIndex(self.layout_combo.findData(layout))
+        self.actions_by_name[f"layout_{layout}"].setChecked(True)
+
+    def _update_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent_files():
+            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
+        self.recent_menu.setEnabled(not self.recent_menu.isEmpty())
+
+    # -- drag and drop, closing --------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt name
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt name
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.open_path(paths[0])
+            event.acceptProposedAction()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt name
+        if self.loader is not None:
+            self.loader.cancel()
+            self.loader.wait(5000)
+        self.settings.set_geometry(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        super().closeEvent(event)
+
+
+def _default_show_error(parent: QMainWindow, title: str, message: str) -> object:
+    return show_error(parent, title, message)

@@ -1,0 +1,211 @@
+"""One plane of the volume on screen: grey image, label overlay, crosshair, orientation letters.
+
+A thin widget over `ViewerState`: it draws the state's plane with fixed levels (the window bounds,
+no per-frame conversion in Python) and the uint8 label plane through a colour lookup table, and
+hands every gesture back to the state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import QLabel
+
+from kdviewer.gui import planes
+from kdviewer.gui.measure import Measurement
+from kdviewer.gui.overlay import LABEL_LUT
+from kdviewer.gui.view_box import SliceViewBox
+from kdviewer.gui.viewer_state import ViewerState
+from kdviewer.imaging.window import window_bounds
+
+CROSSHAIR_PEN = pg.mkPen((255, 200, 0, 160), width=1)
+MEASURE_PEN = pg.mkPen((0, 255, 120), width=2)
+SLICE_KEYS = {
+    Qt.Key.Key_PageUp: 1, Qt.Key.Key_Up: 1, Qt.Key.Key_Right: 1,
+    Qt.Key.Key_PageDown: -1, Qt.Key.Key_Down: -1, Qt.Key.Key_Left: -1,
+}
+
+
+class SliceView(pg.GraphicsView):
+    """The axial, coronal or sagittal view of a ViewerState."""
+
+    hovered = Signal(str)  # readout text of the voxel under the mouse ("" outside)
+    activated = Signal(str)  # this view's name, when the user interacts with it
+    measured = Signal(str)  # label of a finished measurement
+
+    def __init__(self, state: ViewerState, view: str, parent=None) -> None:
+        super().__init__(parent, background="k")
+        self.state = state
+        self.view = planes.check_view(view)
+        self.mode = "crosshair"
+        self.auto_fit = True  # fit the plane to the view until the user zooms or pans
+        self.measurements: list[Measurement] = []
+        self.box = SliceViewBox(self)
+        self.setCentralItem(self.box)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.labels = pg.ImageItem(axisOrder="row-major")
+        self.labels.setZValue(1)
+        self.box.addItem(self.image)
+        self.box.addItem(self.labels)
+        self.vline = pg.InfiniteLine(angle=90, pen=CROSSHAIR_PEN, movable=False)
+        self.hline = pg.InfiniteLine(angle=0, pen=CROSSHAIR_PEN, movable=False)
+        for line in (self.vline, self.hline):
+            line.setZValue(2)
+            self.box.addItem(line, ignoreBounds=True)
+        self.ruler = pg.PlotDataItem(pen=MEASURE_PEN)
+        self.ruler_text = pg.TextItem(color=(0, 255, 120), anchor=(0, 1))
+        for item in (self.ruler, self.ruler_text):
+            item.setZValue(3)
+            self.box.addItem(item, ignoreBounds=True)
+        self.edge = {side: self._make_label() for side in ("top", "bottom", "left", "right")}
+        self.corner = self._make_label()
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.scene().sigMouseMoved.connect(self._mouse_moved)
+        self._shape: tuple[int, ...] | None = None
+        self._labels_rect: QRectF | None = None
+        self._drawn: tuple | None = None  # what _draw_images last drew
+        state.listen(self._on_state)
+        if state.volume is not None:
+            self._on_state("volume")
+
+    # -- drawing -----------------------------------------------------------------------------
+    def _make_label(self) -> QLabel:
+        label = QLabel(self)
+        label.setStyleSheet("color: rgb(255, 220, 120); background: transparent; font-weight: bold;")
+        label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        return label
+
+    def _on_state(self, event: str) -> None:
+        if self.state.volume is None or self.view not in self.state.views:
+            return
+        if event == "volume":
+            self._shape = self._labels_rect = self._drawn = None
+            self.clear_measurements()
+            for side, label in self.edge.items():
+                label.setText(planes.EDGE_LABELS[self.view][side])
+        if event in ("volume", "cursor", "window", "overlay"):
+            self.redraw()
+        if event == "volume":
+            self.reset_view()
+
+    def redraw(self) -> None:
+        """Draw the state's current plane and overlay (only when they changed), crosshair and texts."""
+        state = self.state
+        index = state.slice_index(self.view)
+        key = (index, state.window, id(state.overlay_lps), state.overlay_opacity, state.overlay_visible)
+        if key != self._drawn:
+            self._drawn = key
+            self._draw_images()
+        row_mm, col_mm = state.pixel_size_mm(self.view)
+        row, col = state.crosshair(self.view)
+        self.vline.setPos((col + 0.5) * col_mm)
+        self.hline.setPos((row + 0.5) * row_mm)
+
+    def _draw_images(self) -> None:
+        state = self.state
+        plane = state.plane(self.view)
+        levels = (0, 255) if plane.ndim == 3 and plane.dtype == np.uint8 else window_bounds(*state.window)
+        self.image.setImage(plane, autoLevels=False, levels=levels)
+        labels = state.overlay_plane(self.view)
+        row_mm, col_mm = state.pixel_size_mm(self.view)
+        rect = QRectF(0, 0, plane.shape[1] * col_mm, plane.shape[0] * row_mm)
+        if self._shape != plane.shape[:2]:
+            self._shape = plane.shape[:2]
+            self.image.setRect(rect)
+        if labels is None or not state.overlay_visible:
+            self.labels.hide()
+        else:
+            self.labels.setImage(labels, autoLevels=False, levels=(0, 255), lut=LABEL_LUT)
+            self.labels.setOpacity(state.overlay_opacity)
+            self.labels.show()
+            if self._labels_rect != rect:
+                self._labels_rect = rect
+                self.labels.setRect(rect)
+        index, count = state.slice_index(self.view), state.slice_count(self.view)
+        c, w = state.window
+        self.corner.setText(f"{self.view} {index + 1}/{count}   W {w:.0f} L {c:.0f}")
+        self.corner.adjustSize()
+        self.corner.move(4, self.height() - self.corner.height() - 4)
+        visible = [m for m in self.measurements if m.slice_index == index]
+        self._show_ruler(visible[-1] if visible else None)
+
+    def reset_view(self) -> None:
+        """Fit the whole plane in the view (zoom and pan reset); it stays fitted when the view resizes."""
+        self.auto_fit = True
+        if self.image.image is not None:
+            self.box.autoRange(padding=0.0, items=[self.image])
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802 - Qt name
+        """Keep the orientation letters on the edges' middles."""
+        super().resizeEvent(ev)
+        if not hasattr(self, "corner"):  # pyqtgraph resizes during its own __init__
+            return
+        if self.auto_fit:
+            self.reset_view()
+        w, h = self.width(), self.height()
+        for label in (*self.edge.values(), self.corner):
+            label.adjustSize()
+        e = self.edge
+        e["top"].move((w - e["top"].width()) // 2, 4)
+        e["bottom"].move((w - e["bottom"].width()) // 2, h - e["bottom"].height() - 4)
+        e["left"].move(4, (h - e["left"].height()) // 2)
+        e["right"].move(w - e["right"].width() - 4, (h - e["right"].height()) // 2)
+        self.corner.move(4, h - self.corner.height() - 4)
+
+    # -- gestures (called by SliceViewBox) ---------------------------------------------------
+    def to_pixel(self, x_mm: float, y_mm: float) -> tuple[float, float]:
+        """(row, col) continuous pixel position of a view point in mm."""
+        row_mm, col_mm = self.state.pixel_size_mm(self.view)
+        return y_mm / row_mm, x_mm / col_mm
+
+    def on_scroll(self, steps: int) -> None:
+        self.activated.emit(self.view)
+        self.state.scroll(self.view, steps)
+
+    def on_point(self, x_mm: float, y_mm: float) -> None:
+        self.activated.emit(self.view)
+        self.state.click(self.view, *self.to_pixel(x_mm, y_mm))
+
+    def on_window_drag(self, dx_px: float, dy_px: float) -> None:
+        self.activated.emit(self.view)
+        self.state.drag_window(dx_px, dy_px)
+
+    def on_measure(self, start: QPointF, end: QPointF, finished: bool) -> None:
+        m = Measurement(self.view, self.state.slice_index(self.view), (start.x(), start.y()), (end.x(), end.y()))
+        self._show_ruler(m)
+        if finished:
+            self.measurements.append(m)
+            self.measured.emit(m.label())
+
+    def _show_ruler(self, m: Measurement | None) -> None:
+        if m is None:
+            self.ruler.setData([], [])
+            self.ruler_text.setText("")
+            return
+        (x0, y0), (x1, y1) = m.start_mm, m.end_mm
+        self.ruler.setData([x0, x1], [y0, y1])
+        self.ruler_text.setText(m.label())
+        self.ruler_text.setPos(x1, y1)
+
+    def clear_measurements(self) -> None:
+        """Forget this view's measurements."""
+        self.measurements.clear()
+        self._show_ruler(None)
+
+    def keyPressEvent(self, ev: QKeyEvent) -> None:  # noqa: N802 - Qt name
+        """PageUp/PageDown and the arrow keys step slices; R resets zoom and pan."""
+        if ev.key() in SLICE_KEYS and self.state.volume is not None:
+            self.on_scroll(SLICE_KEYS[ev.key()])
+        elif ev.key() == Qt.Key.Key_R:
+            self.reset_view()
+        else:
+            super().keyPressEvent(ev)
+
+    def _mouse_moved(self, scene_pos) -> None:
+        if self.state.volume is None or self.view not in self.state.views:
+            return
+        p = self.box.mapSceneToView(scene_pos)
+        readout = self.state.readout(self.view, *self.to_pixel(p.x(), p.y()))
+        self.hovered.emit(readout.text() if readout else "")

@@ -1,0 +1,80 @@
+"""The one preprocessing of a 2-D model input, shared by training (`distill.data`) and inference (runtime).
+
+A model card's ``input.preprocess`` dict says what to do; `preprocess_image` does exactly that, so training
+and inference cannot differ:
+
+    {"normalize": "minmax" | "window" | "zscore" | "none", "window": [center, width] or None,
+     "resize": "bilinear" | "nearest", "channels": 1 | 3, "slices": 1 | 3}
+
+Order: channels (colour → grey by luminance, grey → repeated RGB), resize to the input size, normalise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from kdviewer.imaging.normalize import minmax, window_normalize, zscore
+from kdviewer.imaging.resample import resize_2d
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
+_ORDERS = {"bilinear": 1, "nearest": 0, "bicubic": 3}
+NORMALIZE_MODES = ("minmax", "window", "zscore", "none")
+
+
+def to_channels(img: np.ndarray, channels: int, slices: int = 1) -> np.ndarray:
+    """(C, H, W) float32 from an (H, W), (H, W, 3) colour or, when `slices` > 1, an (S, H, W) slice stack.
+
+    Colour to one channel by luminance; grey to three channels by repetition; a slice stack keeps its
+    S slices as channels (then `channels` must equal `slices`).
+    """
+    x = np.asarray(img, dtype=np.float32)
+    if slices > 1:
+        if x.ndim != 3 or x.shape[0] != slices:
+            raise ValueError(f"expected a stack of {slices} slices (S, H, W), got {x.shape}")
+        if channels != slices:
+            raise ValueError(f"a stack of {slices} slices gives {slices} channels, not {channels}")
+        return x
+    if x.ndim == 3 and x.shape[-1] in (3, 4):
+        x = x[..., :3] @ _LUMA if channels == 1 else np.moveaxis(x[..., :3], -1, 0)
+        return x[None] if x.ndim == 2 else x
+    if x.ndim != 2:
+        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got {x.shape}")
+    return np.repeat(x[None], channels, axis=0)
+
+
+def normalize_image(x: np.ndarray, mode: str, window: Sequence[float] | None = None) -> np.ndarray:
+    """Normalise a (C, H, W) float32 array as a whole: minmax → [0, 1], window (HU) → [0, 1] clipped,
+    zscore → mean 0 / std 1, none → unchanged."""
+    if mode == "window":
+        if window is None:
+            raise ValueError("normalize 'window' needs a window [center, width]")
+        return window_normalize(x, float(window[0]), float(window[1]))
+    if mode == "minmax":
+        return minmax(x)
+    if mode == "zscore":
+        return zscore(x)
+    if mode in ("none", None):
+        return np.asarray(x, dtype=np.float32)
+    raise ValueError(f"unknown normalize mode {mode!r}; expected one of {NORMALIZE_MODES}")
+
+
+def resize_channels(x: np.ndarray, size_hw: Sequence[int] | None, method: str = "bilinear") -> np.ndarray:
+    """Resize every channel of a (C, H, W) array to `size_hw` (None: unchanged)."""
+    if size_hw is None or tuple(x.shape[1:]) == tuple(int(s) for s in size_hw):
+        return x
+    return np.moveaxis(resize_2d(np.moveaxis(x, 0, -1), tuple(size_hw), order=_ORDERS[method]), -1, 0)
+
+
+def preprocess_image(img: np.ndarray, preprocess: Mapping, input_size: Sequence[int] | None) -> np.ndarray:
+    """The model input (C, H, W) float32 for one image, as the card's `preprocess` dict says.
+
+    img: (H, W) grey, (H, W, 3) colour, or (S, H, W) neighbouring slices when ``preprocess["slices"]`` > 1;
+    in its stored units (HU for CT). input_size: (H, W) of the model input, or None to keep the size.
+    """
+    slices = int(preprocess.get("slices", 1) or 1)
+    channels = int(preprocess.get("channels", 1) or 1)
+    x = to_channels(img, channels if slices == 1 else slices, slices)
+    x = resize_channels(x, input_size, preprocess.get("resize", "bilinear") or "bilinear")
+    return normalize_image(x, preprocess.get("normalize", "minmax") or "none", preprocess.get("window"))

@@ -1,0 +1,174 @@
+"""Segment a 2-D image or a volume, slice by slice, into a label `Volume` on the study's grid.
+
+Per slice: the card's neighbours (2-D or 2.5-D), resampled in-plane to the card's spacing when it
+gives one, normalised as in training, then either resized whole to the model input (the card's
+``preprocess.resize`` names a method and there is no spacing) or run at its own resolution with
+sliding-window tiles. Labels go back to the study grid by nearest neighbour; post-processing
+(threshold, largest component, hole filling) follows the card. Slices are processed in chunks, so
+only one chunk's float32 probabilities exist at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kdviewer.imaging.components import fill_holes, label_volumes_ml, largest_component
+from kdviewer.imaging.resample import resize_2d, resize_labels
+from kdviewer.runtime.control import CancelFlag, Progress, check_cancel, report
+from kdviewer.runtime.errors import ModelInputError
+from kdviewer.runtime.inputs import model_image, model_input, slice_stack
+from kdviewer.runtime.registry import Model
+from kdviewer.runtime.session import make_runner
+from kdviewer.runtime.tiling import predict_tiled
+from kdviewer.study.volume import SeriesInfo, Volume
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentationResult:
+    """labels: (z, y, x) uint8 `Volume` on the study grid (0 = background); label_names: the card's
+    names by label value; volumes_ml: mL per foreground label name (absent labels: 0.0); latency_ms:
+    wall time of the whole run."""
+
+    labels: Volume
+    label_names: tuple[str, ...]
+    volumes_ml: dict[str, float]
+    latency_ms: float
+    model_id: str = ""
+
+
+def _image_hw(model: Model, img: np.ndarray) -> tuple[int, int]:
+    if model.slices > 1 and img.ndim == 3 and img.shape[0] == model.slices:
+        return int(img.shape[1]), int(img.shape[2])
+    return int(img.shape[0]), int(img.shape[1])
+
+
+def model_grid_hw(model: Model, hw: Sequence[int], spacing_xy: Sequence[float] | None) -> tuple[int, int] | None:
+    """(h, w) the slice is resized to before the model, or None to keep it (and tile)."""
+    target = model.spacing_mm
+    if target is not None and spacing_xy is not None:
+        return (max(1, int(round(hw[0] * spacing_xy[1] / target[1]))),
+                max(1, int(round(hw[1] * spacing_xy[0] / target[0]))))
+    if model.preprocess.get("resize") and target is None:
+        return model.input_hw
+    return None
+
+
+def to_probabilities(out: np.ndarray, kind: str) -> np.ndarray:
+    """(N, K, H, W) probabilities from logits (softmax; one channel: sigmoid as [1 - p, p]) or as given."""
+    if kind != "logits":
+        return out if out.shape[1] > 1 else np.concatenate([1 - out, out], axis=1)
+    if out.shape[1] == 1:
+        p = 1.0 / (1.0 + np.exp(-out))
+        return np.concatenate([1 - p, p], axis=1)
+    e = np.exp(out - out.max(axis=1, keepdims=True))
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+def probabilities_to_labels(probs: np.ndarray, postprocess: dict[str, Any]) -> np.ndarray:
+    """(N, H, W) uint8 labels from (N, K, H, W) probabilities: argmax, or p(1) >= threshold for two classes."""
+    threshold = postprocess.get("threshold")
+    if threshold is not None and probs.shape[1] == 2:
+        return (probs[:, 1] >= float(threshold)).astype(np.uint8)
+    return np.argmax(probs, axis=1).astype(np.uint8)
+
+
+class SlicePredictor:
+    """Runs one segmentation model on chunks of same-sized slices; holds the session and the options."""
+
+    def __init__(self, model: Model, threads: int | None = None, overlap: float = 0.25,
+                 batch_size: int = 8, blend: str = "gaussian"):
+        if model.task != "segment":
+            raise ModelInputError(model.onnx_path, f"model {model.id} is a {model.task} model, not segment")
+        self.model, self.overlap, self.batch_size, self.blend = model, overlap, batch_size, blend
+        self.run = make_runner(model, threads)
+        self.kind = str(model.card.output.get("kind", "logits"))
+
+    def probabilities(self, imgs: Sequence[np.ndarray], spacing_xy: Sequence[float] | None,
+                      cancel: CancelFlag = None) -> np.ndarray:
+        """(N, K, h, w) float32 on the model's grid for N raw slices of one size (see `model_grid_hw`)."""
+        hw = _image_hw(self.model, imgs[0])
+        grid = model_grid_hw(self.model, hw, spacing_xy)
+        x = np.stack([model_input(self.model, img, grid) for img in imgs])
+        out = predict_tiled(self.run, x, self.model.input_hw, overlap=self.overlap,
+                            batch_size=self.batch_size, blend=self.blend, cancel=cancel)
+        return to_probabilities(out, self.kind)
+
+    def labels(self, imgs: Sequence[np.ndarray], spacing_xy: Sequence[float] | None,
+               cancel: CancelFlag = None) -> np.ndarray:
+        """(N, H, W) uint8 labels on the slices' own grid (nearest back from the model's grid)."""
+        hw = _image_hw(self.model, imgs[0])
+        lab = probabilities_to_labels(self.probabilities(imgs, spacing_xy, cancel), self.model.postprocess)
+        return lab if lab.shape[1:] == hw else resize_labels(lab, (lab.shape[0], *hw))
+
+
+def segment_probabilities(model: Model, image: np.ndarray, spacing_xy: Sequence[float] | None = None,
+                          threads: int | None = None) -> np.ndarray:
+    """(K, H, W) float32 class probabilities of one 2-D image (H, W) / (H, W, 3) on its own grid."""
+    pred = SlicePredictor(model, threads)
+    img = model_image(model, image)
+    probs = pred.probabilities([img], spacing_xy)[0]
+    hw = _image_hw(model, img)
+    if probs.shape[1:] != hw:
+        probs = np.moveaxis(resize_2d(np.moveaxis(probs, 0, -1), hw, order=1), -1, 0)
+    return probs
+
+
+def postprocess_labels(labels: np.ndarray, postprocess: dict[str, Any], n_labels: int) -> np.ndarray:
+    """Apply the card's ``largest_component`` and ``fill_holes`` to each foreground label (in place)."""
+    keep_largest = bool(postprocess.get("largest_component"))
+    fill = bool(postprocess.get("fill_holes"))
+    if not (keep_largest or fill):
+        return labels
+    for value in range(1, max(n_labels, int(labels.max(initial=0)) + 1)):
+        mask = labels == value
+        if not mask.any():
+            continue
+        new = largest_component(mask) if keep_largest else mask
+        if fill:
+            new = fill_holes(new, per_slice=labels.ndim == 3)
+        labels[mask & ~new] = 0
+        labels[new & (labels == 0)] = value
+    return labels
+
+
+def segment_volume(model: Model, volume: Volume | np.ndarray, progress: Progress = None,
+                   cancel: CancelFlag = None, *, threads: int | None = None, chunk_slices: int = 8,
+                   overlap: float = 0.25, blend: str = "gaussian") -> SegmentationResult:
+    """Segment every slice of `volume` (or one 2-D image) into a uint8 label `Volume` on its grid.
+
+    progress(done, total) after each chunk of slices; `cancel` (Event or callable) stops between
+    batches with `Cancelled`, and nothing is returned. Colour volumes go through the card's channel rule.
+    """
+    if not isinstance(volume, Volume):
+        volume = Volume(np.asarray(volume)[None] if np.ndim(volume) == 2 or (
+            np.ndim(volume) == 3 and np.shape(volume)[-1] in (3, 4)) else np.asarray(volume))
+    t0 = time.perf_counter()
+    pred = SlicePredictor(model, threads, overlap=overlap, blend=blend)
+    arr = volume.array
+    nz = arr.shape[0]
+    out = np.zeros(volume.shape, np.uint8)
+    spacing_xy = volume.spacing[:2]
+    for start in range(0, nz, chunk_slices):
+        check_cancel(cancel, "segmentation")
+        zs = range(start, min(nz, start + chunk_slices))
+        if model.slices > 1 and not volume.is_color:
+            imgs = [slice_stack(arr, z, model.slices) for z in zs]
+        else:
+            imgs = [model_image(model, arr[z]) for z in zs]
+        out[start:start + len(zs)] = pred.labels(imgs, spacing_xy, cancel)
+        report(progress, start + len(zs), nz)
+    names = model.labels or ("background", "foreground")
+    postprocess_labels(out, model.postprocess, len(names))
+    ml = label_volumes_ml(out, volume.spacing)
+    volumes_ml = {name: float(ml.get(i, 0.0)) for i, name in enumerate(names) if i > 0}
+    info = SeriesInfo(uid="", modality="SEG", description=f"{model.id} segmentation",
+                      source=volume.info.source, study_uid=volume.info.study_uid,
+                      frame_of_reference_uid=volume.info.frame_of_reference_uid)
+    labels = volume.with_array(out, info=info)
+    return SegmentationResult(labels, tuple(names), volumes_ml, (time.perf_counter() - t0) * 1000.0, model.id)

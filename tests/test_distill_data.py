@@ -1,0 +1,141 @@
+"""Torch data sets from a recipe's [data] table: every task, the split used, determinism, bad recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kdviewer.distill.augment import AugmentConfig, AugmentConfigError, augment_arrays
+from kdviewer.distill.data import DataConfigError, build_datasets
+from kdviewer.imaging.preprocess import preprocess_image
+from kdviewer.study.datasets import DatasetLayoutError
+
+torch.set_num_threads(1)
+
+AUG = {"hflip": True, "vflip": True, "rotate_deg": 20, "scale": [0.9, 1.1], "intensity": 0.1}
+
+
+def test_medmnist_uses_its_own_val_split_and_the_runtime_preprocessing(datasets_dir: Path):
+    train, val, meta = build_datasets(
+        {"path": "pneumoniamnist", "input_size": [64, 64], "augment": AUG, "seed": 0},
+        "classify", recipe_dir=datasets_dir)
+    assert meta["split"] == "the data's own val split"
+    assert meta["counts"]["val"] == len(val) == 524
+    assert meta["counts"]["train"] + meta["dedup_dropped"] >= 4708 - 1
+    assert meta["class_names"] == ["normal", "pneumonia"] and meta["num_classes"] == 2
+    assert meta["licence"] == "CC BY 4.0" and meta["dataset_name"] == "pneumoniamnist"
+    assert meta["preprocess"] == {"normalize": "minmax", "window": None, "resize": "bilinear",
+                                  "channels": 1, "slices": 1}
+    sample = train[0]
+    assert sample["image"].shape == (1, 64, 64) and sample["image"].dtype == torch.float32
+    assert sample["target"].shape == () and sample["target"].dtype == torch.int64
+    # Validation samples are exactly what the runtime computes at inference.
+    item = val.items[3]
+    expected = preprocess_image(item.load().image, meta["preprocess"], meta["input_size"])
+    np.testing.assert_array_equal(val[3]["image"].numpy(), expected)
+    batch = next(iter(torch.utils.data.DataLoader(train, batch_size=8)))
+    assert batch["image"].shape == (8, 1, 64, 64) and batch["target"].shape == (8,)
+
+
+def test_training_augmentation_changes_per_epoch_and_repeats_with_the_seed(datasets_dir: Path):
+    cfg = {"path": str(datasets_dir / "breastmnist"), "input_size": [28, 28], "augment": AUG, "seed": 1}
+    train, val, _ = build_datasets(cfg, "classify", None)
+    twin, _, _ = build_datasets(cfg, "classify", None)
+    first = train[0]["image"]
+    train.set_epoch(1)
+    assert not torch.equal(first, train[0]["image"])
+    train.set_epoch(0)
+    assert torch.equal(first, train[0]["image"]) and torch.equal(first, twin[0]["image"])
+    val.set_epoch(5)
+    assert torch.equal(val[0]["image"], build_datasets(cfg, "classify", None)[1][0]["image"])
+
+
+def test_class_folders_split_stratified_with_max_items(datasets_dir: Path):
+    train, val, meta = build_datasets(
+        {"path": str(datasets_dir / "brain-tumor-mri"), "input_size": [32, 32], "channels": 3,
+         "val_fraction": 0.1, "max_items": 12}, "classify", None)
+    assert meta["split"].startswith("split_items of 'train' by image")
+    assert len(train) == 12 and len(val) == 12
+    assert train[0]["image"].shape == (3, 32, 32)
+
+
+def test_drive_trains_on_patches_and_validates_on_whole_images(datasets_dir: Path):
+    train, val, meta = build_datasets(
+        {"path": str(datasets_dir / "drive"), "channels": 3, "patch_size": [64, 64], "augment": AUG,
+         "max_items": 2}, "segment", None)
+    assert meta["class_names"] == ["background", "vessel"]
+    t, v = train[0], val[0]
+    assert t["image"].shape == (3, 64, 64) and t["target"].shape == (64, 64) and t["fov"].dtype == torch.bool
+    assert v["image"].shape == (3, 584, 565) and v["fov"].float().mean() < 0.8
+    assert set(v["target"].unique().tolist()) == {0, 1}
+
+
+def test_volume_slices_are_2_5d_and_split_by_blocks(datasets_dir: Path):
+    train, val, meta = build_datasets(
+        {"path": str(datasets_dir / "ircadb-liver17"), "input_size": [64, 64], "window": [60, 400],
+         "slices": 3, "block_size": 16}, "segment", None)
+    assert meta["in_channels"] == 3 and meta["preprocess"]["window"] == [60.0, 400.0]
+    assert meta["split"].endswith("block of 16 slices, seed 0")
+    train_blocks = {it.slice_index // 16 for it in train.items}
+    assert not train_blocks & {it.slice_index // 16 for it in val.items}
+    sample = val[len(val) // 2]
+    assert sample["image"].shape == (3, 64, 64) and 0 <= float(sample["image"].min()) <= 1
+
+
+def test_low_dose_denoising_pairs_are_windowed_and_val_noise_is_fixed(datasets_dir: Path):
+    train, val, meta = build_datasets(
+        {"path": str(datasets_dir / "tcia-lung-ct"), "input_size": [64, 64], "window": [0, 2000],
+         "degrade": {"kind": "low_dose", "photons": 1e4}, "max_items": 2}, "denoise", None)
+    assert meta["preprocess"]["normalize"] == "window"
+    v1 = val[0]
+    val._val_cache.clear()
+    val.set_epoch(3)
+    assert torch.equal(v1["image"], val[0]["image"])
+    assert v1["image"].shape == v1["target"].shape == (1, 64, 64)
+    assert 0 <= float(v1["target"].min()) and float(v1["target"].max()) <= 1
+    assert not torch.equal(v1["image"], v1["target"])
+    t0 = train[0]["image"]
+    train.set_epoch(1)
+    assert not torch.equal(t0, train[0]["image"])
+
+
+def test_super_resolution_pairs(datasets_dir: Path):
+    train, val, meta = build_datasets(
+        {"path": str(datasets_dir / "tcia-lung-ct"), "input_size": [64, 64], "window": [-600, 1500],
+         "degrade": {"kind": "downsample", "factor": 2}, "max_items": 2}, "super_resolve", None)
+    assert meta["scale"] == 2 and meta["input_size"] == [32, 32] and meta["output_size"] == [64, 64]
+    assert val[0]["image"].shape == (1, 32, 32) and val[0]["target"].shape == (1, 64, 64)
+
+
+def test_augmentation_moves_image_and_mask_together():
+    rng = np.random.default_rng(0)
+    mask = np.zeros((48, 48), dtype=np.uint8)
+    mask[10:30, 5:20] = 1
+    image = mask[None].astype(np.float32)
+    cfg = AugmentConfig.from_dict({"hflip": True, "vflip": True, "rotate_deg": 30, "scale": [0.8, 1.2]})
+    for _ in range(5):
+        out, (m,) = augment_arrays(image, [mask], cfg, rng, intensity=False)
+        agree = ((out[0] > 0.5) == (m > 0)).mean()
+        assert agree > 0.97 and m.dtype == np.uint8
+
+
+@pytest.mark.parametrize("data, match", [
+    ({"path": "pneumoniamnist", "input_sise": [64, 64]}, "input_sise"),
+    ({"input_size": [64, 64]}, "data.path"),
+    ({"path": "pneumoniamnist", "normalize": "window"}, "data.window"),
+    ({"path": "pneumoniamnist", "degrade": {"kind": "blur"}}, "degrade.kind"),
+])
+def test_bad_data_tables_name_the_key(datasets_dir: Path, data: dict, match: str):
+    with pytest.raises(DataConfigError, match=match):
+        build_datasets(data, "classify", datasets_dir)
+
+
+def test_bad_augment_key_and_unknown_layout_folder(datasets_dir: Path, tmp_path: Path):
+    with pytest.raises(AugmentConfigError, match="flip"):
+        build_datasets({"path": "pneumoniamnist", "augment": {"flip": True}}, "classify", datasets_dir)
+    (tmp_path / "readme.txt").write_text("nothing")
+    with pytest.raises(DatasetLayoutError, match="fits no known data-set layout"):
+        build_datasets({"path": str(tmp_path)}, "classify", None)

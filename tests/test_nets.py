@@ -1,0 +1,233 @@
+"""The network registry: every net builds by name, gives the documented shapes, is small where it should be,
+and exports to ONNX with a dynamic batch axis that onnxruntime runs like torch."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kdviewer.distill.nets import (
+    ArchitectureOptionError,
+    UnknownArchitectureError,
+    count_parameters,
+    create_model,
+    feature_layers,
+    list_models,
+    task_of,
+)
+from kdviewer.errors import KdviewerError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+ALL = [
+    "resnet18", "resnet34", "resnet50", "mobilenetv2",
+    "unet", "unet_small", "mobileunet",
+    "dncnn", "redcnn", "denoise_small",
+    "srresnet", "espcn", "fsrcnn", "srgan_discriminator",
+]  # fmt: skip
+
+# Smallest convenient input side per task: U-Nets need multiples of 2**depth (32 for mobileunet),
+# RED-CNN's unpadded 5x5 convs need more than 20 px.
+SIDE = {"classify": 32, "segment": 32, "denoise": 24, "super_resolve": 12}
+
+
+def _forward(name: str, x: torch.Tensor, **kw) -> torch.Tensor:
+    model = create_model(name, in_channels=x.shape[1], num_classes=3, **kw).eval()
+    with torch.no_grad():
+        return model(x)
+
+
+def test_registry_lists_every_architecture():
+    assert sorted(ALL) == list_models()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", ALL)
+def test_forward_shapes(name: str, channels: int):
+    side = SIDE[task_of(name)]
+    x = torch.randn(2, channels, side, side)
+    y = _forward(name, x)
+    expected = {
+        "classify": (2, 3),
+        "segment": (2, 3, side, side),
+        "denoise": (2, channels, side, side),
+        "super_resolve": (2, channels, 2 * side, 2 * side),
+    }[task_of(name)]
+    if name == "srgan_discriminator":
+        expected = (2, 1)
+    assert tuple(y.shape) == expected
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", ["srresnet", "espcn", "fsrcnn"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_super_resolution_scales(name: str, scale: int):
+    y = _forward(name, torch.randn(1, 1, 10, 14), scale=scale)
+    assert tuple(y.shape) == (1, 1, 10 * scale, 14 * scale)
+
+
+def test_segmentation_nets_keep_non_square_sizes():
+    assert tuple(_forward("unet", torch.randn(1, 1, 32, 48), depth=3, base=4).shape) == (1, 3, 32, 48)
+    assert tuple(_forward("mobileunet", torch.randn(1, 1, 64, 32), width=0.35).shape) == (1, 3, 64, 32)
+
+
+def test_classifier_stem_choice():
+    def stride_of(model) -> int:
+        return model.conv1.stride[0] if hasattr(model, "conv1") else model.features[0][0].stride[0]
+
+    assert create_model("resnet18", small_input=True).conv1.kernel_size == (3, 3)
+    assert isinstance(create_model("resnet18", small_input=True).maxpool, torch.nn.Identity)
+    assert create_model("resnet18").conv1.kernel_size == (7, 7)  # no size given: ImageNet stem
+    assert stride_of(create_model("resnet50", input_size=(28, 28))) == 1  # auto: ≤ 64 px
+    assert stride_of(create_model("resnet50", input_size=224)) == 2
+    assert stride_of(create_model("mobilenetv2", input_size=(64, 64))) == 1
+    assert stride_of(create_model("mobilenetv2", input_size=(128, 128))) == 2
+    assert stride_of(create_model("mobilenetv2", input_size=28, stem="imagenet")) == 2
+    # input_size is accepted (and ignored) by nets that do not use it, so a trainer can always pass it
+    assert create_model("unet_small", input_size=(32, 32)) is not None
+
+
+def test_feature_layers_exist():
+    for name in ALL:
+        model = create_model(name)
+        for layer in feature_layers(name):
+            model.get_submodule(layer)
+    assert feature_layers("resnet50") == ["layer1", "layer2", "layer3", "layer4"]
+    assert feature_layers("mobilenetv2") == ["features.3", "features.6", "features.13", "features.18"]
+    assert feature_layers("unet", depth=2) == ["encoders.0", "encoders.1", "bottleneck"]
+
+
+def _hook_sizes(name: str, side: int = 64) -> list[tuple[int, int]]:
+    model, seen = create_model(name).eval(), []
+    hooks = [
+        model.get_submodule(n).register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
+        for n in feature_layers(name)
+    ]
+    with torch.no_grad():
+        model(torch.randn(1, 1, side, side))
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("teacher", "student"),
+    [
+        ("resnet50", "mobilenetv2"),
+        ("resnet18", "mobilenetv2"),
+        ("unet", "unet_small"),
+        ("unet", "mobileunet"),
+    ],
+)
+def test_suggested_hook_points_pair_by_resolution(teacher: str, student: str):
+    """The last k teacher and student layers (k = the shorter list) see maps of the same size."""
+    t_sizes, s_sizes = _hook_sizes(teacher), _hook_sizes(student)
+    k = min(len(t_sizes), len(s_sizes))
+    assert k >= 4
+    assert t_sizes[-k:] == s_sizes[-k:]
+
+
+def test_unknown_architecture_names_the_known_ones():
+    with pytest.raises(UnknownArchitectureError, match="resnet18") as info:
+        create_model("resnet181")
+    assert isinstance(info.value, KdviewerError)
+    assert "'resnet181'" in str(info.value) and "mobilenetv2" in str(info.value)
+    with pytest.raises(UnknownArchitectureError):
+        task_of("vgg16")
+
+
+def test_unknown_option_is_named():
+    with pytest.raises(ArchitectureOptionError, match="'widht'") as info:
+        create_model("mobilenetv2", widht=0.5)
+    assert "width" in str(info.value)
+
+
+def test_restoration_nets_learn_a_residual():
+    """With the noise branch silenced, a denoiser returns its input unchanged."""
+    model = create_model("dncnn", depth=5, channels=8).eval()
+    torch.nn.init.zeros_(model.tail.weight)
+    torch.nn.init.zeros_(model.tail.bias)
+    x = torch.randn(1, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)
+
+
+# Teacher -> student pairs that must differ by at least 10x in parameters (1 channel, 2 classes).
+PAIRS = [
+    ("resnet50", "mobilenetv2", {}),
+    ("resnet18", "mobilenetv2", {"width": 0.5}),
+    ("unet", "unet_small", {}),
+    ("unet", "mobileunet", {}),
+    ("dncnn", "denoise_small", {}),
+    ("redcnn", "denoise_small", {}),
+    ("srresnet", "espcn", {}),
+    ("srresnet", "fsrcnn", {}),
+]
+
+
+@pytest.mark.parametrize(("teacher", "student", "kw"), PAIRS)
+def test_students_are_ten_times_smaller(teacher: str, student: str, kw: dict):
+    n_teacher = count_parameters(create_model(teacher))
+    n_student = count_parameters(create_model(student, **kw))
+    assert n_teacher >= 10 * n_student, (teacher, n_teacher, student, n_student)
+
+
+def test_parameter_counts_match_the_references():
+    """torchvision's counts for 1 input channel and 2 classes, and the small students' budgets."""
+    assert count_parameters(create_model("resnet18")) == 11_171_266
+    assert count_parameters(create_model("resnet34")) == 21_279_426
+    assert count_parameters(create_model("resnet50")) == 23_505_858
+    assert count_parameters(create_model("mobilenetv2")) == 2_225_858
+    assert count_parameters(create_model("unet_small")) == 255_476  # <= 0.3 M
+    assert count_parameters(create_model("unet_small", depth=3, base=8)) == 112_922
+    assert count_parameters(create_model("mobileunet")) < 1_000_000
+
+
+# Every student plus one teacher; batch 1 at export, batch 2 in onnxruntime (the dynamic axis).
+EXPORTS = [
+    ("mobilenetv2", {"width": 0.5}, 32),
+    ("unet_small", {}, 32),
+    ("mobileunet", {"width": 0.35}, 32),
+    ("denoise_small", {}, 16),
+    ("espcn", {"scale": 2}, 12),
+    ("fsrcnn", {"scale": 3}, 12),
+    ("resnet18", {"small_input": True}, 16),
+]
+
+
+@pytest.mark.parametrize(("name", "kw", "side"), EXPORTS)
+def test_onnx_export_matches_torch(name: str, kw: dict, side: int, tmp_path: Path):
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = create_model(name, **kw).eval()
+    path = tmp_path / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            model,
+            (torch.randn(1, 1, side, side),),
+            str(path),
+            input_names=["input"],
+            output_names=["output"],
+            opset_version=17,
+            dynamo=False,
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+        )
+    x = torch.randn(2, 1, side, side)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        want = model(x).numpy()
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)

@@ -1,0 +1,105 @@
+"""segment_volume: the study grid is kept, tiling matches an untiled run, post-processing, cancel."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from runtime_models import runtime_models, write_card  # noqa: F401
+
+from kdviewer.runtime import Cancelled, load_model, segment_volume
+from kdviewer.runtime.segment import segment_probabilities
+from kdviewer.runtime.session import make_runner
+from kdviewer.runtime.tiling import predict_tiled
+from kdviewer.study import Volume, load_volume
+
+
+@pytest.fixture(scope="module")
+def phantom(repo_dir) -> Volume:
+    """PACSMAN head phantom: 128³ MR, 0 background, 1 eyes, 2 head, oblique in-plane direction."""
+    return load_volume(repo_dir / "resources/samples/pacsman-mr/dicomseries")
+
+
+def _card_variant(runtime_models, tmp_path, name, **changes):  # noqa: F811
+    """A copy of tiny-seg's card under another id, pointing at the same .onnx, with `changes`."""
+    src = load_model(runtime_models["tiny-seg"])
+    onnx = tmp_path / f"{name}.onnx"
+    onnx.write_bytes(src.onnx_path.read_bytes())
+    kw = {"input_shape": [None, 1, 32, 32], "labels": ["background", "bright"], "modalities": ["MR"],
+          "preprocess": {"window": None, "normalize": "minmax", "resize": None}}
+    kw.update(changes)
+    return load_model(write_card(onnx, name, "segment", **kw))
+
+
+def test_phantom_volume_segmented_on_the_study_grid(runtime_models, phantom):  # noqa: F811
+    done = []
+    result = segment_volume(load_model(runtime_models["tiny-seg"]), phantom, progress=lambda d, n: done.append((d, n)),
+                            threads=1)
+    labels = result.labels
+    assert labels.same_grid(phantom) and labels.array.dtype == np.uint8
+    np.testing.assert_array_equal(labels.array, (phantom.array == 2).astype(np.uint8))  # the "bright" rule
+    assert result.label_names == ("background", "bright")
+    assert result.volumes_ml["bright"] == pytest.approx((phantom.array == 2).sum() / 1000.0)  # 1 mm voxels
+    assert done[-1] == (128, 128) and result.latency_ms > 0
+
+
+def test_card_spacing_resamples_and_comes_back_to_the_study_grid(runtime_models, tmp_path, phantom):  # noqa: F811
+    model = _card_variant(runtime_models, tmp_path, "seg-2mm", spacing_mm=[2.0, 2.0])
+    sub = phantom.with_array(phantom.array[60:68])
+    labels = segment_volume(model, sub, threads=1).labels
+    assert labels.same_grid(sub)
+    truth = sub.array == 2
+    dice = 2 * (labels.array.astype(bool) & truth).sum() / (labels.array.astype(bool).sum() + truth.sum())
+    assert dice > 0.95
+
+
+def test_tiled_image_larger_than_the_input_equals_the_untiled_run(runtime_models):  # noqa: F811
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 1, 100, 90), dtype=np.float32)
+    seg = make_runner(load_model(runtime_models["tiny-seg"]), threads=1)
+    np.testing.assert_allclose(predict_tiled(seg, x, (32, 32), overlap=0.5), seg(x), atol=1e-3)
+    np.testing.assert_allclose(predict_tiled(seg, x, (32, 32), overlap=0.25, blend="linear"), seg(x), atol=0.05)
+    sr = make_runner(load_model(runtime_models["tiny-sr2"]), threads=1)
+    tiled = predict_tiled(sr, x, (16, 16), overlap=0.5)
+    assert tiled.shape == (2, 1, 200, 180)
+    np.testing.assert_allclose(tiled, sr(x), atol=5e-3)  # 16-px tiles: the seams weigh a little
+    small = x[:, :, :20, :13]  # smaller than a tile: padded and cropped back
+    assert predict_tiled(seg, small, (32, 32)).shape == (2, 2, 20, 13)
+
+
+def test_two_dimensional_image_probabilities(runtime_models):  # noqa: F811
+    img = np.zeros((50, 70), np.float32)
+    img[10:30, 20:60] = 100
+    probs = segment_probabilities(load_model(runtime_models["tiny-seg"]), img, threads=1)
+    assert probs.shape == (2, 50, 70)
+    np.testing.assert_allclose(probs.sum(axis=0), 1, atol=1e-5)
+    np.testing.assert_array_equal(probs[1] > 0.5, img > 50)
+
+
+def test_largest_component_and_threshold_from_the_card(runtime_models, tmp_path):  # noqa: F811
+    model = _card_variant(runtime_models, tmp_path, "seg-post",
+                          postprocess={"largest_component": True, "fill_holes": True, "threshold": 0.5})
+    img = np.zeros((4, 64, 64), np.int16)
+    img[:, 5:30, 5:30] = 100  # large blob with a hole
+    img[:, 15:18, 15:18] = 0
+    img[:, 50:55, 50:55] = 100  # small blob, removed
+    result = segment_volume(model, Volume(img), threads=1)
+    expected = np.zeros_like(img, dtype=np.uint8)
+    expected[:, 5:30, 5:30] = 1
+    np.testing.assert_array_equal(result.labels.array, expected)
+
+
+def test_cancel_mid_volume_raises_and_returns_nothing(runtime_models, phantom):  # noqa: F811
+    stop = threading.Event()
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        stop.set()  # the user presses cancel after the first chunk
+
+    with pytest.raises(Cancelled):
+        segment_volume(load_model(runtime_models["tiny-seg"]), phantom, progress=progress, cancel=stop, threads=1)
+    assert seen == [8]
+    with pytest.raises(Cancelled):
+        segment_volume(load_model(runtime_models["tiny-seg"]), phantom, cancel=lambda: True, threads=1)

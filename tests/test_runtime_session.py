@@ -1,0 +1,71 @@
+"""onnxruntime sessions: cache, threads, float16 weights upcast, models that cannot be loaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import psutil
+import pytest
+from runtime_models import runtime_models, write_card  # noqa: F401
+
+from kdviewer.runtime import ModelLoadError, default_threads, get_session, load_model
+from kdviewer.runtime.session import make_runner, upcast_float16
+
+
+def test_default_threads_are_the_physical_cores():
+    assert default_threads() == (psutil.cpu_count(logical=False) or 1)
+
+
+def test_sessions_are_cached_per_model_and_thread_count(runtime_models):  # noqa: F811
+    model = load_model(runtime_models["tiny-seg"])
+    s1 = get_session(model, threads=1)
+    assert get_session(model, threads=1) is s1
+    assert get_session(model, threads=2) is not s1
+    assert s1.get_session_options().intra_op_num_threads == 1
+
+
+def test_float16_weights_are_upcast_and_give_the_float32_result(runtime_models):  # noqa: F811
+    import onnx
+
+    fp16 = load_model(runtime_models["tiny-denoise-fp16"])
+    stored = onnx.load(str(fp16.onnx_path))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in stored.graph.initializer)
+    upcast = onnx.load_from_string(upcast_float16(fp16.onnx_path.read_bytes()))
+    assert all(t.data_type == onnx.TensorProto.FLOAT for t in upcast.graph.initializer)
+    x = np.random.default_rng(0).random((2, 1, 40, 24), dtype=np.float32)
+    ref = make_runner(load_model(runtime_models["tiny-denoise"]), threads=1)(x)
+    np.testing.assert_allclose(make_runner(fp16, threads=1)(x), ref, atol=2e-3)
+
+
+def test_fully_float16_graph_runs_with_float32_input(runtime_models, tmp_path):  # noqa: F811
+    """A graph computing in float16 end to end (inputs and outputs too) becomes float32 throughout."""
+    import onnx
+    from onnx import numpy_helper
+
+    src = onnx.load(str(runtime_models["tiny-denoise"].with_suffix(".onnx")))
+    for t in src.graph.initializer:
+        t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+    for vi in list(src.graph.input) + list(src.graph.output):
+        vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    for node in src.graph.node:  # the residual's constant 0.1 is float32 in the export
+        for a in node.attribute:
+            if a.t.data_type == onnx.TensorProto.FLOAT:
+                a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16)))
+    path = tmp_path / "half.onnx"
+    onnx.save(src, str(path))
+    model = load_model(write_card(path, "half", "denoise", input_shape=[None, 1, 32, 32], kind="image",
+                                  weights="float16"))
+    x = np.random.default_rng(1).random((1, 1, 32, 32), dtype=np.float32)
+    ref = make_runner(load_model(runtime_models["tiny-denoise"]), threads=1)(x)
+    np.testing.assert_allclose(make_runner(model, threads=1)(x), ref, atol=2e-3)
+
+
+def test_model_onnxruntime_cannot_load_gives_a_message_naming_the_file(tmp_path):
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(b"this is not a protobuf" * 10)
+    model = load_model(write_card(path, "broken", "classify", input_shape=[None, 1, 8, 8], labels=["a", "b"]))
+    with pytest.raises(ModelLoadError, match=r"broken\.onnx: onnxruntime cannot load"):
+        get_session(model, threads=1)
+    half = load_model(write_card(path, "broken", "classify", input_shape=[None, 1, 8, 8], labels=["a", "b"],
+                                 weights="float16"))
+    with pytest.raises(ModelLoadError, match=r"broken\.onnx: not an ONNX model"):
+        get_session(half, threads=1)
