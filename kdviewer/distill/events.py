@@ -42,7 +42,7 @@ class EventReporter:
         self.stream = stream
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self._total_steps = 0
-        self._epochs = 0
+        self._bar_open = False
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         """Record one event (`event` is one of EVENTS) and return it as a dict."""
@@ -72,30 +72,35 @@ class EventReporter:
     def _draw(self, record: dict[str, Any]) -> None:
         out = self.stream or sys.stderr
         kind = record["event"]
-        if kind == "start":
-            self._epochs = int(record.get("epochs", 0))
-            self._total_steps = self._epochs * int(record.get("steps_per_epoch", 0))
-            out.write(f"{record.get('stage', 'run')}: {record.get('run_dir', '')}\n")
-        elif kind == "step":
+        if kind == "step":
             total = max(int(record.get("total_steps", self._total_steps)), 1)
             done = min(int(record.get("step", 0)), total)
-            width = 30
-            filled = int(width * done / total)
+            filled = int(30 * done / total)
             loss = record.get("loss")
-            out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] step {done}/{total} "
-                      f"epoch {record.get('epoch')}/{self._epochs} "
-                      f"loss {loss if loss is None else f'{loss:.4f}'} "
+            out.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] step {done}/{total} "
+                      f"epoch {record.get('epoch')} loss {'nan' if loss is None else f'{loss:.4f}'} "
                       f"{record.get('images_per_s', 0):.1f} img/s")
+            self._bar_open = True
+            out.flush()
+            return
+        if kind == "checkpoint":
+            return  # the epoch line says enough
+        if self._bar_open:
+            out.write("\n")
+            self._bar_open = False
+        if kind == "start":
+            out.write(f"{record.get('stage', 'run')}: {record.get('run_dir', '')} ({record.get('epochs')} epochs "
+                      f"of {record.get('steps_per_epoch')} steps)\n")
         elif kind == "epoch":
             val = ", ".join(f"{k} {v:.4f}" for k, v in record.get("val", {}).items() if isinstance(v, float))
             best = " (best)" if record.get("best") else ""
-            out.write(f"\nepoch {record['epoch']}: train loss {record.get('train_loss')}, val {val}{best}\n")
+            out.write(f"epoch {record['epoch']}: train loss {record.get('train_loss', 0):.4f}, val {val}{best}\n")
         elif kind == "error":
-            out.write(f"\nerror: {record.get('message')}\n")
+            out.write(f"error: {record.get('message')}\n")
+        elif kind == "export":
+            out.write(f"exported {record.get('onnx')} and {record.get('card')}\n")
         elif kind == "done":
-            out.write(f"\ndone: {record.get('run_dir')} best {record.get('best')}\n")
-        else:
-            out.write(f"\n{kind}: {', '.join(f'{k}={v}' for k, v in record.items() if k != 'event')}\n")
+            out.write(f"done: {record.get('run_dir')}\n")
         out.flush()
 
 

@@ -48,12 +48,19 @@ def _image_hw(model: Model, img: np.ndarray) -> tuple[int, int]:
 
 
 def model_grid_hw(model: Model, hw: Sequence[int], spacing_xy: Sequence[float] | None) -> tuple[int, int] | None:
-    """(h, w) the slice is resized to before the model, or None to keep it (and tile)."""
+    """(h, w) the slice is resized to before the model, or None to keep it (and tile).
+
+    The card's spacing wins; else ``preprocess.image_size`` (a whole-image size for a model trained on
+    patches of it); else a ``preprocess.resize`` method means "resize to the model input".
+    """
     target = model.spacing_mm
+    size = model.preprocess.get("image_size")
     if target is not None and spacing_xy is not None:
         return (max(1, int(round(hw[0] * spacing_xy[1] / target[1]))),
                 max(1, int(round(hw[1] * spacing_xy[0] / target[0]))))
-    if model.preprocess.get("resize") and target is None:
+    if size:
+        return int(size[0]), int(size[1])
+    if model.preprocess.get("resize"):
         return model.input_hw
     return None
 
