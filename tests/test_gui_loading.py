@@ -11,6 +11,7 @@ from PySide6.QtGui import QDropEvent
 from kdviewer.gui.loader import LoadThread
 from kdviewer.gui.main_window import MainWindow
 from kdviewer.gui.settings import file_settings
+from kdviewer.imaging.window import PRESETS
 
 
 @pytest.fixture
@@ -44,6 +45,7 @@ def test_the_window_shows_the_middle_slice_while_loading(qtbot, window):
     window.state.listen(lambda event: shapes.append(window.state.volume.shape) if event == "volume" else None)
     open_and_wait(qtbot, window, IRCAD_DICOM)
     assert shapes == [(1, 512, 512), (119, 512, 512)]
+    assert [v.view for v in window.grid.visible_views()] == ["axial", "coronal", "sagittal"]
 
 
 def test_skipped_files_are_listed(qtbot, window, tmp_path):
@@ -103,3 +105,55 @@ def test_readout_in_the_status_bar(qtbot, window):
     axial = window.grid.views["axial"]
     axial._mouse_moved(axial.mapToScene(QPoint(axial.width() // 2, axial.height() // 2)))
     assert "HU" in window.readout.text() and "mm LPS" in window.readout.text()
+
+
+def test_double_click_in_the_series_browser_loads_that_series(qtbot, window, tmp_path):
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for i in (10, 11, 12):
+        (folder / f"ct_{i}").symlink_to(IRCAD_DICOM / f"image_{i}")
+    for i in range(4):
+        (folder / f"mr_{i}.dcm").symlink_to(PACSMAN_DICOM / f"slice{i}.dcm")
+    first = open_and_wait(qtbot, window, folder)
+    assert window.browser.count() == 2
+    other = 1 - [ref.shape for ref in window.scan.series].index(first.shape)
+    where = window.browser.visualItemRect(window.browser.item(other)).center()
+    with qtbot.waitSignal(window.volume_loaded, timeout=20000) as blocker:
+        qtbot.mouseClick(window.browser.viewport(), Qt.MouseButton.LeftButton, pos=where)
+        qtbot.mouseDClick(window.browser.viewport(), Qt.MouseButton.LeftButton, pos=where)
+    assert blocker.args[0].shape == window.scan.series[other].shape != first.shape
+    assert window.browser.item(other).font().bold()
+
+
+def test_number_keys_switch_presets(qtbot, window):
+    open_and_wait(qtbot, window, IRCAD_DICOM)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    axial = window.grid.views["axial"]
+    axial.setFocus()
+    qtbot.keyClick(axial, Qt.Key.Key_1)
+    assert window.state.window == PRESETS["lung"]
+    qtbot.keyClick(axial, Qt.Key.Key_0)
+    assert window.state.window == window.state.presets["file"]
+
+
+def test_view_command_refuses_a_missing_path(capsys, tmp_path):
+    from kdviewer.cli import main
+
+    assert main([str(tmp_path / "missing")]) == 2  # `kdviewer PATH` is `kdviewer view PATH`
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_a_2d_image_has_no_patient_orientation_letters(qtbot, window):
+    open_and_wait(qtbot, window, PACSMAN_PNG)
+    assert all(label.text() == "" for label in window.grid.views["axial"].edge.values())
+    assert not window.grid.views["axial"].vline.isVisible()
+
+
+def test_a_newer_open_wins_over_one_still_loading(qtbot, window):
+    window.open_path(IRCAD_DICOM)
+    with qtbot.waitSignal(window.volume_loaded, timeout=20000) as blocker:
+        window.open_path(PACSMAN_DICOM)
+    assert blocker.args[0].shape == (128, 128, 128)
+    qtbot.wait(300)  # the superseded load must not come back
+    assert window.state.volume.shape == (128, 128, 128)

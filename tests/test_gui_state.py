@@ -13,7 +13,7 @@ from kdviewer.gui.tags_panel import filter_tags
 from kdviewer.gui.viewer_state import ViewerState
 from kdviewer.imaging.window import PRESETS, window_to_uint8
 from kdviewer.study.open import load_volume
-from kdviewer.study.volume import Volume
+from kdviewer.study.volume import SeriesInfo, Volume
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_scrolling_is_clamped_and_clicking_moves_the_other_views():
 
 def test_window_drag_and_presets_change_the_window():
     s = ViewerState()
-    s.set_volume(Volume(np.arange(1000, dtype=np.int16).reshape(10, 10, 10)))
+    s.set_volume(Volume(np.arange(1000, dtype=np.int16).reshape(10, 10, 10), info=SeriesInfo(units="HU")))
     events = []
     s.listen(events.append)
     before = s.window
@@ -68,6 +68,8 @@ def test_window_drag_and_presets_change_the_window():
     s.apply_preset("lung")
     assert s.window == PRESETS["lung"]
     assert events.count("window") == 3
+    s.set_volume(Volume(np.arange(1000, dtype=np.int16).reshape(10, 10, 10)))  # not HU: no CT presets
+    assert list(s.presets) == ["file"]
 
 
 def test_readout_gives_value_units_and_lps_position(state, ct):

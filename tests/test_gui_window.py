@@ -216,3 +216,25 @@ def test_help_lists_the_shortcuts(qtbot, window):
     text = dialog.text.toPlainText()
     assert "PageUp" in text and "lung" in text and "Ctrl+O" in text
     dialog.close()
+
+
+def test_the_default_error_dialog_does_not_block(qtbot, tmp_path):
+    from PySide6.QtWidgets import QMessageBox
+
+    win = MainWindow(settings=file_settings(tmp_path / "s.ini"))  # the real dialog
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.load_failed, timeout=10000):
+        win.open_path(tmp_path / "missing")
+    boxes = [b for b in win.findChildren(QMessageBox) if b.isVisible()]
+    assert len(boxes) == 1 and "missing" in boxes[0].text()
+    boxes[0].accept()
+
+
+def test_overlay_asked_for_during_loading_is_shown_after_it(qtbot, window):
+    with qtbot.waitSignal(window.volume_loaded, timeout=20000):
+        window.open_path(IRCAD_DICOM)
+        assert window.load_overlay(IRCAD_MASK)  # like `kdviewer view CT --overlay MASK`
+    assert window.state.overlay is not None and window.overlay_check.isChecked()
+    window.load_overlay(IRCAD_MASK)  # again, right after loading, while thumbnails are still made
+    assert window.state.overlay is not None and window.pending_overlay is None

@@ -2,6 +2,7 @@
 
 The jobs run a small fake trainer written here, which prints the same JSON-lines events as
 `kdviewer distill --progress json` and, like it, writes a checkpoint and exits 130 on SIGINT.
+A "viewer" that closes is a small Python process that starts a job, adds it to the history and exits.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -33,6 +35,7 @@ from kdviewer.jobs import (
     StartEvent,
     StepEvent,
     UnknownEvent,
+    attach_job,
     default_data_dir,
     format_event,
     kdviewer_command,
@@ -95,7 +98,71 @@ FAKE_TRAINER = textwrap.dedent('''
             time.sleep(0.02)  # the children ignore SIGINT and SIGTERM from now on
         emit(event="children", pids=[in_group.pid, own_session.pid])
         time.sleep(60)   # silent: poll() must not wait for output
+    elif mode == "ticking":
+        half_line = False
+        def stop(signum, frame):
+            if half_line:  # a real trainer prints whole lines; finish this one first
+                print("", flush=True)
+            emit(event="checkpoint", path="last.pt")
+            sys.exit(130)
+        signal.signal(signal.SIGINT, stop)
+        stubborn = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                    "signal.signal(signal.SIGTERM, signal.SIG_IGN); open(sys.argv[1], 'w').close(); "
+                    "time.sleep(60)")
+        child = subprocess.Popen([sys.executable, "-c", stubborn, "ready"])   # in our group
+        emit(event="start", stage="distill", run_dir=".", epochs=40, steps_per_epoch=3000)
+        while not os.path.exists("ready"):
+            time.sleep(0.02)  # the child ignores SIGINT and SIGTERM from now on
+        emit(event="children", pids=[child.pid])
+        for step in range(1, 3000):
+            line = json.dumps({"event": "step", "epoch": 1, "step": step, "loss": 1.0 / step})
+            half_line = True
+            print(line[:20], end="", flush=True)   # half a line now: a reader sees it unfinished
+            time.sleep(0.01)
+            print(line[20:], flush=True)
+            half_line = False
+            time.sleep(0.01)
 ''')
+
+VIEWER = textwrap.dedent('''
+    import sys
+    from kdviewer.jobs import JobHistory, start_job
+
+    history_path, run_dir, *command = sys.argv[1:]
+    history = JobHistory(history_path)
+    history.load()
+    job = start_job(["distill", "r.toml"], run_dir, name="detached", command=command)
+    history.add(job)
+    print(job.pid)
+''')
+
+
+def _viewer_starts_and_closes(history_path: Path, run_dir: Path, command: list[str]) -> int:
+    """Run a short-lived "viewer" process that starts a job and exits at once; the job's pid."""
+    # With the job's output on a pipe inherited from the viewer, this would wait for the job to end.
+    done = subprocess.run([sys.executable, "-c", VIEWER, str(history_path), str(run_dir), *command],
+                          capture_output=True, text=True, timeout=60, check=True, cwd=run_dir.parent)
+    return int(done.stdout)
+
+
+def _until(condition, timeout: float = 30.0) -> None:
+    """Wait until `condition()` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout} s")
+        time.sleep(0.02)
+
+
+def _open_files() -> set[Path]:
+    """The files this process has open (Linux)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found.add(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        except OSError:
+            pass
+    return found
 
 
 @pytest.fixture
@@ -163,6 +230,8 @@ def test_progress_keeps_curves_best_and_counts_the_eta_down():
 
 def test_a_job_reports_its_events_in_order_and_ends_done(fake, tmp_path):
     job = start_job(["distill", "r.toml"], tmp_path / "run", name="ok", command=[*fake, "ok"])
+    if os.path.isdir("/proc/self/fd"):  # the job writes its files itself: the viewer holds none open
+        assert not {job.log_path, job.stderr_path} & _open_files()
     assert job.wait(60) is JobState.DONE
     events = job.poll()
     kinds = [e.kind for e in events]
@@ -288,3 +357,98 @@ def test_a_damaged_history_file_is_a_typed_error(tmp_path):
     path.write_text("{not json")
     with pytest.raises(JobHistoryError, match="jobs.json"):
         JobHistory(path).load()
+
+
+# -- detached jobs: they outlive the viewer, a later viewer re-attaches ---------------------------
+
+def test_a_job_outlives_its_viewer_and_a_new_viewer_attaches_and_cancels_it(fake, tmp_path):
+    path, run = tmp_path / "data" / "jobs.json", tmp_path / "run"
+    pid = _viewer_starts_and_closes(path, run, [*fake, "ticking"])
+    try:
+        assert pid_alive(pid)  # the viewer is gone, the job is not
+        printed_then = len((run / "job.log").read_bytes().splitlines())
+        (record,) = JobHistory(path).load()
+        assert (record.state, record.pid, record.pgid) == ("running", pid, pid)
+        assert record.pid_start_ticks is not None and record.log_path == str(run / "job.log")
+
+        history = JobHistory(path)
+        history.load()
+        job = attach_job(history.get(record.id))
+        assert (job.id, job.name, job.pid) == (record.id, "detached", pid)
+        # It keeps printing to its log after the viewer closed, and the new viewer sees it all.
+        events = _events_until(job, lambda e: isinstance(e, StepEvent) and e.step > printed_then + 10)
+        assert [e.kind for e in events[:2]] == ["start", "children"]  # from the start of the log
+        steps = [e.step for e in events[2:]]
+        assert steps == list(range(1, len(steps) + 1))  # every step, whole: no half-read line
+        assert job.state is JobState.RUNNING and job.progress.epochs == 40
+        children = events[1].raw["pids"]
+        assert all(pid_alive(child) for child in children)
+
+        job.cancel(timeout=5)
+        assert job.wait(30) is JobState.CANCELLED
+    finally:
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    assert job.progress.checkpoint == "last.pt"
+    assert [e.path for e in job.poll() if isinstance(e, CheckpointEvent)] == ["last.pt"]
+    assert not pid_alive(pid) and [c for c in children if pid_alive(c)] == []
+    assert job.returncode is None and job.error_message is None  # not our child: status unknown
+    history.update(job)
+    (reloaded,) = JobHistory(path).load()
+    assert reloaded.state == "cancelled" and reloaded.resumable and reloaded.ended
+
+
+def test_a_job_killed_while_no_viewer_watched_is_interrupted_and_resumes_to_done(fake, tmp_path):
+    path, run = tmp_path / "jobs.json", tmp_path / "run"
+    pid = _viewer_starts_and_closes(path, run, [*fake, "ticking"])
+    _until(lambda: b'"step"' in (run / "job.log").read_bytes())
+    os.killpg(pid, signal.SIGKILL)   # the machine went down, say
+    _until(lambda: not pid_alive(pid))
+
+    (record,) = JobHistory(path).load()
+    assert record.state == "interrupted" and record.resumable
+    assert json.loads(path.read_text())["jobs"][0]["state"] == "interrupted"  # saved too
+
+    job = resume_job(record)
+    assert job.wait(60) is JobState.DONE
+    # The resumed job appends to the same log and reads only its own part of it.
+    assert [e.raw.get("resumed") for e in job.poll() if isinstance(e, StartEvent)] == [True]
+    assert (run / "job.log").read_text().count('"event": "start"') == 2
+
+
+def test_a_job_that_ended_while_no_viewer_watched_is_settled_from_its_log(fake, tmp_path):
+    path = tmp_path / "jobs.json"
+    pids = [_viewer_starts_and_closes(path, tmp_path / name, [*fake, name]) for name in ("ok", "fail")]
+    _until(lambda: not any(pid_alive(pid) for pid in pids))
+    records = {r.run_dir: r for r in JobHistory(path).load()}
+    ok, bad = records[str(tmp_path / "ok")], records[str(tmp_path / "fail")]
+    assert (ok.state, ok.best_epoch, ok.best_val) == ("done", 2, {"auc": 0.9})
+    assert (bad.state, bad.message) == ("failed", "data folder fits no layout")
+    # A finished record still shows its curves and log.
+    replay = attach_job(ok)
+    assert replay.state is JobState.DONE and [e.kind for e in replay.poll()][-1] == "done"
+    assert replay.progress.val_history["auc"][-1] == (2, pytest.approx(0.9))
+
+
+def test_a_reused_pid_is_not_taken_for_the_job(tmp_path):
+    path = tmp_path / "jobs.json"
+    history = JobHistory(path)
+    history.load()
+    # Our own pid is alive, but the record says it started at another time: another process.
+    history.add(JobRecord(id="c3", name="reused", argv=(), run_dir=str(tmp_path), started="2026-01-01T12:00:00+00:00",
+                          pid=os.getpid(), pid_start_ticks=1))
+    assert JobHistory(path).load()[0].state == "interrupted"
+
+
+def test_poll_parses_only_complete_lines(tmp_path):
+    log = tmp_path / "job.log"
+    log.write_bytes(b'{"event": "start", "stage": "distill", "epochs": 2}\n{"event": "step", "ep')
+    # A running job (this test's own process stands in for it) re-attached from a record.
+    job = attach_job(JobRecord(id="d4", name="live", argv=(), run_dir=str(tmp_path), started="2026-01-01T12:00:00+00:00",
+                               pid=os.getpid()))
+    assert [e.kind for e in job.poll()] == ["start"]
+    assert job.poll() == []
+    with log.open("ab") as f:
+        f.write('och": 1, "step": 1, "loss": 0.5}\nplain text \u00e9\n'.encode())
+    assert job.poll() == [StepEvent(epoch=1, step=1, loss=0.5), LogLine(text="plain text \u00e9")]
+    assert job.state is JobState.RUNNING

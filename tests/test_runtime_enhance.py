@@ -69,3 +69,13 @@ def test_wrong_task_or_colour_is_refused(runtime_models):  # noqa: F811
         enhance_volume(load_model(runtime_models["tiny-seg"]), np.zeros((1, 8, 8)))
     with pytest.raises(ModelInputError, match="colour"):
         enhance_volume(load_model(runtime_models["tiny-sr2"]), np.zeros((1, 8, 8, 3), np.uint8))
+
+
+def test_cancel_stops_enhancement_without_a_result(runtime_models, ct):  # noqa: F811
+    from kdviewer.runtime import Cancelled
+
+    calls = []
+    with pytest.raises(Cancelled, match="enhancement cancelled"):
+        enhance_volume(load_model(runtime_models["tiny-denoise"]), ct, progress=lambda d, n: calls.append(d),
+                       cancel=lambda: bool(calls), threads=1)
+    assert calls == [4]

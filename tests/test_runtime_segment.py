@@ -100,6 +100,27 @@ def test_cancel_mid_volume_raises_and_returns_nothing(runtime_models, phantom): 
 
     with pytest.raises(Cancelled):
         segment_volume(load_model(runtime_models["tiny-seg"]), phantom, progress=progress, cancel=stop, threads=1)
-    assert seen == [8]
+    assert seen == [4]
     with pytest.raises(Cancelled):
         segment_volume(load_model(runtime_models["tiny-seg"]), phantom, cancel=lambda: True, threads=1)
+
+
+def test_two_and_a_half_d_model_sees_the_neighbouring_slices(tmp_path, phantom):
+    """A 3-slice model that segments its *first* channel: slice z gets the labels of slice z - 1."""
+    import torch
+    from runtime_models import export_onnx
+
+    torch.set_num_threads(1)
+    net = torch.nn.Conv2d(3, 2, 1)
+    with torch.no_grad():
+        net.weight.zero_()
+        net.weight[1, 0] = 20.0
+        net.bias[:] = torch.tensor([0.0, -10.0])
+    path = export_onnx(net, tmp_path / "prev.onnx", (1, 3, 32, 32), spatial_dynamic=True)
+    model = load_model(write_card(path, "prev", "segment", input_shape=[None, 3, 32, 32], labels=["bg", "head"],
+                                  preprocess={"window": None, "normalize": "minmax", "resize": None}, slices=3))
+    sub = phantom.with_array(phantom.array[40:52])
+    labels = segment_volume(model, sub, threads=1).labels.array
+    bright = (sub.array == 2).astype(np.uint8)
+    np.testing.assert_array_equal(labels[1:], bright[:-1])
+    np.testing.assert_array_equal(labels[0], bright[0])  # the edge slice repeats

@@ -69,3 +69,11 @@ def test_model_onnxruntime_cannot_load_gives_a_message_naming_the_file(tmp_path)
                                  weights="float16"))
     with pytest.raises(ModelLoadError, match=r"broken\.onnx: not an ONNX model"):
         get_session(half, threads=1)
+
+
+def test_input_the_graph_rejects_is_a_model_input_error(runtime_models):  # noqa: F811
+    from kdviewer.runtime import ModelInputError
+
+    run = make_runner(load_model(runtime_models["tiny-cls"]), threads=1)
+    with pytest.raises(ModelInputError, match=r"tiny-cls\.onnx: onnxruntime failed on an input of shape \(1, 3, 64, 64\)"):
+        run(np.zeros((1, 3, 64, 64), np.float32))

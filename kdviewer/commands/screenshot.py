@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise KdviewerError(f"{args.path}: {exc}") from None
     app = QGuiApplication.instance() or QGuiApplication(["kdviewer"])  # fonts for the letters
-    save_png(rgba, args.out, None if args.no_labels else args.view)
+    # A 2-D picture (photo, X-ray) has no patient axes to label.
+    save_png(rgba, args.out, None if args.no_labels or volume.is_2d else args.view)
     del app
     print(f"{args.out}: {args.view} slice {args.slice if args.slice is not None else 'middle'}, "
           f"{rgba.shape[1]}x{rgba.shape[0]}")

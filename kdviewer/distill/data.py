@@ -10,6 +10,11 @@ Every sample, for every task, is a dict of tensors:
 Training samples are augmented and degraded afresh each epoch from a generator seeded by
 (seed, epoch, index) (call `set_epoch`); the validation set is never augmented and its degradations are
 seeded by (seed, index), so every epoch sees the same validation noise.
+
+Simulated nodules ([data].simulate = {kind = "nodules", ...}, task segment): the images of any layout
+(e.g. plain CT slices in HU) get synthetic nodules (`kdviewer.imaging.nodules`) and the masks come from
+the simulation (0 background, 1 nodule): fresh nodules every training epoch, fixed ones per validation
+item; the split is the usual one (slice blocks for volumes), so held-out slices are never trained on.
 """
 
 from __future__ import annotations
@@ -68,9 +73,22 @@ class ItemDataset(Dataset):
             return self._val_cache[index]
         arrays = make_sample(self.items[index], self.cfg, self.task, self.train, self.augment, self.rng_for(index))
         out = {k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in arrays.items()}
-        if not self.train and self.task in ("denoise", "super_resolve"):
-            self._val_cache[index] = out  # deterministic and costly (projections): compute once
+        if not self.train and (self.task in ("denoise", "super_resolve") or self.cfg.simulate):
+            self._val_cache[index] = out  # deterministic and costly (projections, nodules): compute once
         return out
+
+
+SIMULATED_CLASSES = ("background", "nodule")
+
+
+def simulation_note(sim: Mapping[str, Any]) -> str:
+    """One line for the model card's limits: what the simulated nodules were."""
+    n, d = sim["per_image"], sim["diameter_mm"]
+    excl = ", ".join(f"{a}-{b}" for a, b in sim.get("exclude_slices") or [])
+    return (f"simulated nodules, not real ones: {n[0]}-{n[1]} per slice with at least {sim['min_lung_cm2']:g} cm² "
+            f"of lung ({sim['empty_fraction']:.0%} of those left empty), {d[0]:g}-{d[1]:g} mm, "
+            f"{'/'.join(sim['kinds'])}, {sim['juxta_pleural']:.0%} juxta-pleural, drawn by kdviewer.imaging.nodules"
+            + (f"; slices {excl} (real, unlabelled nodules) left out" if excl else ""))
 
 
 def _limit(items: list[Item], n: int | None, seed: int) -> list[Item]:
@@ -80,17 +98,27 @@ def _limit(items: list[Item], n: int | None, seed: int) -> list[Item]:
     return [it for i, it in enumerate(items) if i in keep]
 
 
+def _excluded(item: Item, ranges: list[list[int]]) -> bool:
+    return item.slice_index is not None and any(lo <= item.slice_index <= hi for lo, hi in ranges)
+
+
 def _train_val(ds: LabelledDataset, cfg: DataConfig) -> tuple[list[Item], list[Item], int, str]:
-    """(train, val, identical images dropped, how the split was made)."""
+    """(train, val, identical images dropped, how the split was made); slices in
+    `simulate.exclude_slices` are left out of both."""
+    ranges = cfg.simulate.get("exclude_slices") or []
+
+    def items(split: str) -> list[Item]:
+        return [it for it in ds.items(split) if not _excluded(it, ranges)]
+
     if "val" in ds.splits:
-        val, dropped_val = deduplicate(ds.items("val"))
-        train_pool = ds.items("train") if "train" in ds.splits else []
+        val, dropped_val = deduplicate(items("val"))
+        train_pool = items("train") if "train" in ds.splits else []
         # Val first, so a training image identical to a validation image is the one dropped.
         kept, dropped = deduplicate(val + train_pool)
         train = kept[len(val):]
         return train, val, dropped_val + dropped, "the data's own val split"
     pool_name = next((s for s in ("train", "all") if s in ds.splits), ds.splits[0])
-    split = split_items(ds.items(pool_name), cfg.val_fraction, cfg.seed, stratify=cfg.stratify,
+    split = split_items(items(pool_name), cfg.val_fraction, cfg.seed, stratify=cfg.stratify,
                         block_size=cfg.block_size)
     return split.train, split.val, split.dropped, f"split_items of {pool_name!r} by {split.unit}, seed {cfg.seed}"
 
@@ -118,17 +146,20 @@ def build_datasets(data_cfg: Mapping[str, Any], task: str, recipe_dir: Path | No
     Raises `DataConfigError` (bad key or value) or `DatasetLayoutError` (folder in no known layout).
     """
     cfg = DataConfig.from_dict(data_cfg, task, recipe_dir)
-    ds = open_dataset(cfg.path, cfg.layout, task)
+    # Simulated nodules make their own masks: any layout's images will do.
+    ds = open_dataset(cfg.path, cfg.layout, None if cfg.simulate else task)
     train, val, dropped, how = _train_val(ds, cfg)
     if not train or not val:
         raise DataConfigError(f"data: {cfg.path} gives {len(train)} training and {len(val)} validation "
                               "items; both must be non-empty (check val_fraction)")
     train, val = _limit(train, cfg.max_items, cfg.seed), _limit(val, cfg.max_items, cfg.seed + 1)
     names = ds.class_names if task == "classify" else ds.mask_names if task == "segment" else ()
+    if cfg.simulate:
+        names = SIMULATED_CLASSES
     meta = {
         "task": task,
         "layout": ds.layout,
-        "dataset_name": dataset_name(cfg.path),
+        "dataset_name": dataset_name(cfg.path) + (" with simulated nodules" if cfg.simulate else ""),
         "dataset_path": str(cfg.path),
         "licence": readme_licence(cfg.path),
         "class_names": list(names),
@@ -143,4 +174,7 @@ def build_datasets(data_cfg: Mapping[str, Any], task: str, recipe_dir: Path | No
         "split": how,
         "summary": ds.summary(),
     }
+    if cfg.simulate:
+        meta["simulate"] = dict(cfg.simulate)
+        meta["simulation"] = simulation_note(cfg.simulate)
     return ItemDataset(train, cfg, task, True), ItemDataset(val, cfg, task, False), meta

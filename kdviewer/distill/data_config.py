@@ -8,15 +8,63 @@ from pathlib import Path
 from typing import Any
 
 from kdviewer.errors import KdviewerError
+from kdviewer.imaging.nodules import NODULE_KINDS
 from kdviewer.imaging.preprocess import NORMALIZE_MODES
 
 TASKS = ("classify", "segment", "denoise", "super_resolve")
 DEGRADE_KINDS = ("low_dose", "gaussian", "downsample")
 _DEGRADE_KEYS = {"kind", "photons", "angles", "sigma", "factor", "method", "target"}
+SIMULATE_KINDS = ("nodules",)
+# [data].simulate = {kind = "nodules", ...}: the defaults of every key (see `kdviewer.imaging.nodules`).
+NODULE_DEFAULTS: dict[str, Any] = {
+    "kind": "nodules",
+    "per_image": [1, 3],          # nodules per slice that gets any (inclusive range)
+    "diameter_mm": [4.0, 20.0],   # nominal diameters
+    "empty_fraction": 0.2,        # share of the eligible slices left without nodules
+    "kinds": ["solid", "part_solid", "ground_glass"],
+    "juxta_pleural": 0.25,        # share of nodules pushed against the lung's edge
+    "min_lung_cm2": 10.0,         # slices with less lung (in cm², `lung_mask`) get no nodules
+    "exclude_slices": [],         # [first, last] slice indices (or a list of them) left out of both splits:
+                                  # slices with real, unlabelled nodules
+}
 
 
 class DataConfigError(KdviewerError):
     """The recipe's [data] table has an unknown key, a missing key or a bad value (named in the message)."""
+
+
+def _simulate(value: Any) -> dict:
+    """The [data].simulate table checked and filled with `NODULE_DEFAULTS` ({} when absent)."""
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise DataConfigError(f"data.simulate must be a table like {{kind = \"nodules\"}}, got {value!r}")
+    if value.get("kind") not in SIMULATE_KINDS:
+        raise DataConfigError(f"data.simulate.kind must be one of {SIMULATE_KINDS}, got {value.get('kind')!r}")
+    unknown = set(value) - set(NODULE_DEFAULTS)
+    if unknown:
+        raise DataConfigError(f"data.simulate: unknown key(s) {sorted(unknown)}; expected {sorted(NODULE_DEFAULTS)}")
+    out = {**NODULE_DEFAULTS, **value}
+    n_lo, n_hi = _pair(out["per_image"], "simulate.per_image")  # type: ignore[misc]
+    d_lo, d_hi = _pair(out["diameter_mm"], "simulate.diameter_mm", float)  # type: ignore[misc]
+    if not 0 <= n_lo <= n_hi or not 0 < d_lo <= d_hi:
+        raise DataConfigError(f"data.simulate: per_image {out['per_image']} and diameter_mm {out['diameter_mm']} "
+                              "must be ranges [lo, hi] with 0 <= lo <= hi (diameters > 0)")
+    kinds = [out["kinds"]] if isinstance(out["kinds"], str) else list(out["kinds"])
+    if not kinds or set(kinds) - set(NODULE_KINDS):
+        raise DataConfigError(f"data.simulate.kinds must be some of {NODULE_KINDS}, got {out['kinds']!r}")
+    try:
+        fractions = {k: float(out[k]) for k in ("empty_fraction", "juxta_pleural")}
+        min_lung = float(out["min_lung_cm2"])
+    except (TypeError, ValueError) as e:
+        raise DataConfigError(f"data.simulate: {e}") from e
+    if any(not 0 <= f <= 1 for f in fractions.values()):
+        raise DataConfigError(f"data.simulate: empty_fraction and juxta_pleural are fractions in [0, 1], got {fractions}")
+    excl = out["exclude_slices"] or []
+    ranges = [excl] if excl and not isinstance(excl[0], list | tuple) else list(excl)
+    exclude = [list(_pair(r, "simulate.exclude_slices")) for r in ranges]  # type: ignore[arg-type]
+    return {"kind": "nodules", "per_image": [n_lo, n_hi], "diameter_mm": [d_lo, d_hi], **fractions,
+            "kinds": kinds, "min_lung_cm2": min_lung, "exclude_slices": exclude}
 
 
 def _pair(value: Any, key: str, kind: type = int) -> tuple | None:
@@ -33,7 +81,8 @@ def _pair(value: Any, key: str, kind: type = int) -> tuple | None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The [data] table. input_size: (H, W) of the (high-res) image; window: (center, width) HU."""
+    """The [data] table. input_size: (H, W) of the (high-res) image; window: (center, width) HU;
+    simulate: {} or the checked `NODULE_DEFAULTS`-like table of simulated nodules (segment task)."""
 
     path: Path
     layout: str = "auto"
@@ -50,6 +99,7 @@ class DataConfig:
     max_items: int | None = None
     stratify: bool = True
     block_size: int | None = None
+    simulate: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], task: str, recipe_dir: Path | None) -> DataConfig:
@@ -80,6 +130,7 @@ class DataConfig:
                 max_items=None if d.get("max_items") is None else int(d["max_items"]),
                 stratify=bool(d.get("stratify", True)),
                 block_size=None if d.get("block_size") is None else int(d["block_size"]),
+                simulate=_simulate(d.get("simulate")),
             )
         except (TypeError, ValueError) as e:
             raise DataConfigError(f"data: {e}") from e
@@ -104,6 +155,10 @@ class DataConfig:
             raise DataConfigError(f"data.degrade.kind must be one of {DEGRADE_KINDS}, got {kind!r}")
         if kind == "low_dose" and self.window is None:
             raise DataConfigError("data.degrade.kind = 'low_dose' needs data.window = [center, width] in HU")
+        if self.simulate and task != "segment":
+            raise DataConfigError(f"data.simulate (nodules) makes segmentation masks: task must be 'segment', not {task!r}")
+        if self.simulate and (self.slices != 1 or self.channels != 1):
+            raise DataConfigError("data.simulate draws nodules on single grey slices: data.slices and data.channels must be 1")
 
     def with_task_defaults(self, task: str) -> DataConfig:
         """Fill the degradation a restoration task needs when the recipe gave none."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from kdviewer.distill.augment import AugmentConfig, augment_arrays
 from kdviewer.distill.data_config import DataConfig, DataConfigError
 from kdviewer.imaging.degrade import downsample, gaussian_noise, low_dose_pair
+from kdviewer.imaging.nodules import insert_nodules, lung_mask
 from kdviewer.imaging.preprocess import preprocess_image, resize_channels, to_channels
 from kdviewer.imaging.resample import resize_2d
 from kdviewer.study.datasets import Item, Sample
@@ -16,15 +19,24 @@ def _raw(item: Item, sample: Sample, cfg: DataConfig) -> np.ndarray:
     return item.load_slices(cfg.slices) if cfg.slices > 1 else sample.image
 
 
-def _random_crop(arrays: list[np.ndarray | None], patch: tuple[int, int], rng: np.random.Generator):
-    """The same random (ph, pw) window of every (..., H, W) array (padded with edge values if smaller)."""
+def _random_crop(arrays: list[np.ndarray | None], patch: tuple[int, int], rng: np.random.Generator,
+                 focus: np.ndarray | None = None):
+    """The same random (ph, pw) window of every (..., H, W) array (padded with edge values if smaller).
+
+    focus: an (H, W) bool mask; when it has pixels, the window is centred on one of them drawn at random
+    (kept inside the image), so crops land on the region of interest (e.g. the lungs)."""
     h, w = next(a for a in arrays if a is not None).shape[-2:]
     ph, pw = patch
     if ph > h or pw > w:
         arrays = [None if a is None else np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, max(0, ph - h)), (0, max(0, pw - w))],
                                                  mode="edge") for a in arrays]
         h, w = max(h, ph), max(w, pw)
-    y, x = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+        focus = None
+    if focus is not None and focus.any():
+        cy, cx = np.unravel_index(int(rng.choice(np.flatnonzero(focus))), focus.shape)
+        y, x = int(np.clip(cy - ph // 2, 0, h - ph)), int(np.clip(cx - pw // 2, 0, w - pw))
+    else:
+        y, x = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
     return [None if a is None else a[..., y:y + ph, x:x + pw] for a in arrays]
 
 
@@ -39,20 +51,52 @@ def classify_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig
     return {"image": x, "target": np.asarray(sample.label, dtype=np.int64)}
 
 
+def simulated_nodules(item: Item, sample: Sample, cfg: DataConfig, train: bool,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image (H, W) float32 HU with simulated nodules, mask uint8 (0 background, 1 nodule), lungs bool).
+
+    Training draws from `rng` (seeded by (seed, epoch, index): fresh nodules each epoch); validation from
+    a generator seeded by (seed, item key), so a held-out slice always carries the same nodules whatever
+    the list it is in. A slice whose lungs are smaller than `min_lung_cm2`, and a share `empty_fraction`
+    of the others, get none.
+    """
+    sim = cfg.simulate
+    img = np.asarray(sample.image, dtype=np.float32)
+    if img.ndim != 2:
+        raise DataConfigError(f"item {item.key}: simulated nodules need grey (H, W) CT slices in HU, got {img.shape}")
+    if not train:
+        rng = np.random.default_rng([cfg.seed, zlib.crc32(item.key.encode())])
+    spacing = sample.spacing_mm or (1.0, 1.0)
+    lungs = lung_mask(img)
+    empty = rng.random() < sim["empty_fraction"]
+    if empty or lungs.sum() * spacing[0] * spacing[1] < sim["min_lung_cm2"] * 100:
+        return img, np.zeros(img.shape, dtype=np.uint8), lungs
+    img, mask = insert_nodules(img, lungs, rng, n=sim["per_image"], diameter_mm=sim["diameter_mm"],
+                               spacing_mm=spacing, kind=sim["kinds"], juxta_pleural=sim["juxta_pleural"])
+    return img, mask, lungs
+
+
 def segment_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig, rng: np.random.Generator):
-    """image (C, H, W) float32, target int64 (H, W), fov bool (H, W); training crops `patch_size` windows."""
+    """image (C, H, W) float32, target int64 (H, W), fov bool (H, W); training crops `patch_size` windows
+    (centred in the lungs when nodules are simulated)."""
     sample = item.load()
-    if sample.mask is None:
+    focus = None
+    if cfg.simulate:
+        raw, mask, focus = simulated_nodules(item, sample, cfg, train, rng)
+    elif sample.mask is None:
         raise DataConfigError(f"item {item.key} has no mask (segmentation needs masks)")
-    x = preprocess_image(_raw(item, sample, cfg), cfg.preprocess, cfg.input_size)
-    mask = sample.mask
+    else:
+        raw, mask = _raw(item, sample, cfg), sample.mask
+    x = preprocess_image(raw, cfg.preprocess, cfg.input_size)
     fov = sample.fov if sample.fov is not None else np.ones(mask.shape, dtype=bool)
     if cfg.input_size is not None:
         mask = resize_2d(mask, cfg.input_size, order=0)
         fov = resize_2d(fov.astype(np.uint8), cfg.input_size, order=0).astype(bool)
+        if focus is not None:
+            focus = resize_2d(focus.astype(np.uint8), cfg.input_size, order=0).astype(bool)
     if train:
         if cfg.patch_size:
-            x, mask, fov = _random_crop([x, mask, fov], cfg.patch_size, rng)
+            x, mask, fov = _random_crop([x, mask, fov], cfg.patch_size, rng, focus)
         x, (mask, fov) = augment_arrays(x, [mask, fov.astype(np.uint8)], aug, rng)
     return {"image": x, "target": mask.astype(np.int64), "fov": np.asarray(fov, dtype=bool)}
 

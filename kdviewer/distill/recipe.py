@@ -61,6 +61,7 @@ class DataConfig:
     max_items: int | None = None                # at most N items per split (quick trials)
     stratify: bool = True
     block_size: int | None = None               # volume slices are split in blocks of this many
+    simulate: dict[str, Any] = field(default_factory=dict)  # {kind = "nodules", ...}: see distill.data_config
 
     def table(self) -> dict[str, Any]:
         """The [data] table as `distill.data.build_datasets` reads it (unset options left out)."""

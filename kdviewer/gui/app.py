@@ -27,5 +27,5 @@ def run_viewer(paths: Sequence[str | Path] = (), overlay: str | Path | None = No
     if paths:
         window.open_path(paths[0])
         if overlay is not None:
-            window.pending_overlay = Path(overlay)
+            window.load_overlay(overlay)  # shown once the image has loaded
     return app.exec()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdviewer.imaging.orient import DisplayTransform, reorient_to_lps
+from kdviewer.imaging.orient import DisplayTransform, obliquity_deg, reorient_to_lps
 from kdviewer.study.volume import IDENTITY_DIRECTION, Volume
 
 
@@ -20,6 +20,7 @@ class DisplayGeometry:
     array_lps: np.ndarray  # (z, y, x[, c]), x toward Left, y toward Posterior, z toward Superior
     spacing_lps: tuple[float, float, float]  # (x, y, z) mm of array_lps' axes
     transform: DisplayTransform
+    obliquity_deg: float = 0.0  # how far the grid is from the LPS axes it is shown on
 
     def to_lps(self, array: np.ndarray) -> np.ndarray:
         """Reorient another array on the same grid (e.g. a label volume) the same way (a view)."""
@@ -36,7 +37,7 @@ def display_geometry(volume: Volume) -> DisplayGeometry:
     direction = IDENTITY_DIRECTION if volume.is_2d else volume.direction
     array_lps, transform = reorient_to_lps(volume.array, direction)
     spacing = tuple(float(s) for s in transform.spacing_lps(volume.spacing))
-    return DisplayGeometry(array_lps, spacing, transform)  # type: ignore[arg-type]
+    return DisplayGeometry(array_lps, spacing, transform, obliquity_deg(direction))  # type: ignore[arg-type]
 
 
 def preview_volume(ref, slice_yx: np.ndarray) -> Volume:

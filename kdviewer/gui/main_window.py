@@ -47,6 +47,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.grid)
         self.actions_by_name: dict = {}
         self.loader: LoadThread | None = None
+        self._loading = False
         self.scan = None  # the last ScanResult
         self.series_number = -1
         self.pending_overlay: Path | None = None
@@ -108,9 +109,13 @@ class MainWindow(QMainWindow):
             self._start(LoadThread(refs=self.scan.series, series=number, thumbnails=False, parent=self), number)
 
     def _start(self, thread: LoadThread, series: int) -> None:
-        if self.loader is not None:
-            self.loader.cancel()
+        old = self.loader
+        if old is not None:
+            old.cancel()
+            if old.isFinished():
+                old.deleteLater()
         self.loader = thread
+        self._loading = True
         self.series_number = series
         thread.scanned.connect(self._on_scanned)
         thread.first_slice.connect(self._on_first_slice)
@@ -118,14 +123,20 @@ class MainWindow(QMainWindow):
         thread.loaded.connect(self._on_loaded)
         thread.thumbnail.connect(self.browser.set_thumbnail)
         thread.failed.connect(self._on_failed)
+        thread.finished.connect(self._on_thread_finished)
         self.progress.setRange(0, 0)
         self.progress.show()
         self.statusBar().showMessage("Reading…")
         thread.start()
 
+    def _on_thread_finished(self) -> None:
+        thread = self.sender()
+        if thread is not None and thread is not self.loader:  # a superseded load: free it
+            thread.deleteLater()
+
     def is_loading(self) -> bool:
-        """True while a load thread runs."""
-        return self.loader is not None and self.loader.isRunning()
+        """True from opening until the volume is shown (or failed); thumbnails may still follow."""
+        return self._loading
 
     def _current(self, thread) -> bool:
         return thread is self.loader
@@ -143,7 +154,7 @@ class MainWindow(QMainWindow):
         if not self._current(self.sender()):
             return
         self._previous = self.state.volume
-        self.state.set_volume(preview_volume(ref, array))
+        self.state.set_volume(preview_volume(ref, array), preview=ref.shape[0] > 1)
 
     def _on_progress(self, done: int, total: int) -> None:
         if self._current(self.sender()):
@@ -153,11 +164,13 @@ class MainWindow(QMainWindow):
     def _on_loaded(self, volume: Volume) -> None:
         if not self._current(self.sender()):
             return
+        self._loading = False
         self.progress.hide()
         self.state.set_volume(volume)
         self._previous = None
         self.tags.set_tags(volume.info.tags)
         self.browser.mark_current(self.series_number)
+        self.grid.views[self.grid.active].setFocus()  # keys scroll at once
         z, y, x = volume.shape
         self.statusBar().showMessage(f"Loaded {volume.info.description or volume.info.source} ({x}×{y}×{z})", 5000)
         if self.pending_overlay is not None:
@@ -168,6 +181,7 @@ class MainWindow(QMainWindow):
     def _on_failed(self, message: str) -> None:
         if not self._current(self.sender()):
             return
+        self._loading = False
         self.progress.hide()
         if self._previous is not None:  # the preview replaced a good volume: bring it back
             self.state.set_volume(self._previous)
@@ -195,22 +209,26 @@ class MainWindow(QMainWindow):
 
     # -- user actions --------------------------------------------------------------------------
     def choose_file(self) -> None:
+        """File → Open file…"""
         path, _ = QFileDialog.getOpenFileName(self, "Open file", self.settings.last_dir)
         if path:
             self.open_path(path)
 
     def choose_folder(self) -> None:
+        """File → Open folder…"""
         path = QFileDialog.getExistingDirectory(self, "Open folder", self.settings.last_dir)
         if path:
             self.open_path(path)
 
     def choose_overlay(self) -> None:
+        """File → Open overlay…"""
         path, _ = QFileDialog.getOpenFileName(self, "Open overlay (label volume)", self.settings.last_dir,
                                               "Label volumes (*.nii *.nii.gz *.nrrd *.mha *.mhd);;All files (*)")
         if path:
             self.load_overlay(path)
 
     def choose_screenshot(self, what: str) -> None:
+        """File → Export screenshot…: ask for a PNG path."""
         path, _ = QFileDialog.getSaveFileName(self, "Export screenshot", self.settings.last_dir, "PNG (*.png)")
         if path:
             self.export_screenshot(path, what)
@@ -224,6 +242,7 @@ class MainWindow(QMainWindow):
         return ok
 
     def set_layout(self, layout: str) -> None:
+        """Switch the layout (1x3, 2x2, single) and remember it."""
         self.state.set_layout(layout)
         self.settings.layout = layout
 
@@ -234,22 +253,27 @@ class MainWindow(QMainWindow):
         self.actions_by_name[f"mode_{mode}"].setChecked(True)
 
     def apply_preset(self, name: str) -> None:
+        """Switch to a window preset of the current volume (toolbar combo, number keys)."""
         if self.state.volume is not None and name in self.state.presets:
             self.state.apply_preset(name)
 
     def reset_views(self) -> None:
+        """Fit every view (R)."""
         for view in self.grid.views.values():
             view.reset_view()
 
     def toggle_overlay(self) -> None:
+        """Show or hide the overlay (O)."""
         self.state.set_overlay_visible(not self.state.overlay_visible)
 
     def show_help(self) -> HelpDialog:
+        """The shortcuts dialog (F1), non-blocking."""
         dialog = HelpDialog(self)
         dialog.open()
         return dialog
 
     def show_skipped(self) -> SkippedFilesDialog | None:
+        """The skipped-files dialog of the last scan, if any file was skipped."""
         if self.scan is None or not self.scan.skipped:
             return None
         dialog = SkippedFilesDialog(self.scan.skipped, self)
@@ -298,9 +322,9 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt name
-        if self.loader is not None:
-            self.loader.cancel()
-            self.loader.wait(5000)
+        for thread in self.findChildren(LoadThread):  # never destroy a running QThread
+            thread.cancel()
+            thread.wait(10000)
         self.settings.set_geometry(self.saveGeometry(), self.saveState())
         self.settings.sync()
         super().closeEvent(event)

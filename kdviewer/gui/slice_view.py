@@ -61,7 +61,7 @@ class SliceView(pg.GraphicsView):
             self.box.addItem(item, ignoreBounds=True)
         self.edge = {side: self._make_label() for side in ("top", "bottom", "left", "right")}
         self.corner = self._make_label()
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setFocusPolicy(Qt.FocusPolicy.WheelFocus)
         self.scene().sigMouseMoved.connect(self._mouse_moved)
         self._shape: tuple[int, ...] | None = None
         self._labels_rect: QRectF | None = None
@@ -78,13 +78,19 @@ class SliceView(pg.GraphicsView):
         return label
 
     def _on_state(self, event: str) -> None:
-        if self.state.volume is None or self.view not in self.state.views:
+        if self.state.volume is None:
+            return
+        if self.view not in self.state.views:
+            if event == "volume":
+                self.blank()
             return
         if event == "volume":
             self._shape = self._labels_rect = self._drawn = None
             self.clear_measurements()
+            oriented = not self.state.volume.is_2d or self.state.preview  # a photo or X-ray has no LPS axes
             for side, label in self.edge.items():
-                label.setText(planes.EDGE_LABELS[self.view][side])
+                label.setText(planes.EDGE_LABELS[self.view][side] if oriented else "")
+            self._place_labels()
         if event in ("volume", "cursor", "window", "overlay"):
             self.redraw()
         if event == "volume":
@@ -94,7 +100,7 @@ class SliceView(pg.GraphicsView):
         """Draw the state's current plane and overlay (only when they changed), crosshair and texts."""
         state = self.state
         index = state.slice_index(self.view)
-        key = (index, state.window, id(state.overlay_lps), state.overlay_opacity, state.overlay_visible)
+        key = (index, state.window, state.overlay_version, state.overlay_opacity, state.overlay_visible)
         if key != self._drawn:
             self._drawn = key
             self._draw_images()
@@ -102,6 +108,9 @@ class SliceView(pg.GraphicsView):
         row, col = state.crosshair(self.view)
         self.vline.setPos((col + 0.5) * col_mm)
         self.hline.setPos((row + 0.5) * row_mm)
+        linked = len(state.views) > 1 and not state.preview  # no crosshair on a lone 2-D image
+        self.vline.setVisible(linked)
+        self.hline.setVisible(linked)
 
     def _draw_images(self) -> None:
         state = self.state
@@ -125,11 +134,24 @@ class SliceView(pg.GraphicsView):
                 self.labels.setRect(rect)
         index, count = state.slice_index(self.view), state.slice_count(self.view)
         c, w = state.window
-        self.corner.setText(f"{self.view} {index + 1}/{count}   W {w:.0f} L {c:.0f}")
+        oblique = state.geometry.obliquity_deg
+        tilt = f"   oblique {oblique:.0f}°" if oblique >= 1 else ""  # shown on its nearest axes, not resampled
+        self.corner.setText(f"{self.view} {index + 1}/{count}  W{w:.0f} L{c:.0f}{tilt}")
         self.corner.adjustSize()
         self.corner.move(4, self.height() - self.corner.height() - 4)
         visible = [m for m in self.measurements if m.slice_index == index]
         self._show_ruler(visible[-1] if visible else None)
+
+    def blank(self) -> None:
+        """Show nothing (this view has no plane of the current volume, e.g. a 2-D image)."""
+        self.image.clear()
+        for item in (self.labels, self.vline, self.hline):
+            item.hide()
+        self._shape = self._labels_rect = self._drawn = None
+        self.clear_measurements()
+        self.corner.setText("")
+        for label in self.edge.values():
+            label.setText("")
 
     def reset_view(self) -> None:
         """Fit the whole plane in the view (zoom and pan reset); it stays fitted when the view resizes."""
@@ -138,12 +160,16 @@ class SliceView(pg.GraphicsView):
             self.box.autoRange(padding=0.0, items=[self.image])
 
     def resizeEvent(self, ev) -> None:  # noqa: N802 - Qt name
-        """Keep the orientation letters on the edges' middles."""
+        """Keep the plane fitted (until the user zooms or pans) and the letters on the edges."""
         super().resizeEvent(ev)
         if not hasattr(self, "corner"):  # pyqtgraph resizes during its own __init__
             return
         if self.auto_fit:
             self.reset_view()
+        self._place_labels()
+
+    def _place_labels(self) -> None:
+        """Orientation letters on the middles of the edges, slice/window text bottom left."""
         w, h = self.width(), self.height()
         for label in (*self.edge.values(), self.corner):
             label.adjustSize()
@@ -161,18 +187,22 @@ class SliceView(pg.GraphicsView):
         return y_mm / row_mm, x_mm / col_mm
 
     def on_scroll(self, steps: int) -> None:
+        """Step this view's slices (wheel, keys)."""
         self.activated.emit(self.view)
         self.state.scroll(self.view, steps)
 
     def on_point(self, x_mm: float, y_mm: float) -> None:
+        """Put the crosshair at a view point in mm (click or drag in crosshair mode)."""
         self.activated.emit(self.view)
         self.state.click(self.view, *self.to_pixel(x_mm, y_mm))
 
     def on_window_drag(self, dx_px: float, dy_px: float) -> None:
+        """Change the window by a mouse movement in screen pixels."""
         self.activated.emit(self.view)
         self.state.drag_window(dx_px, dy_px)
 
     def on_measure(self, start: QPointF, end: QPointF, finished: bool) -> None:
+        """Draw the ruler from `start` to `end` (view mm); keep it when the drag finishes."""
         m = Measurement(self.view, self.state.slice_index(self.view), (start.x(), start.y()), (end.x(), end.y()))
         self._show_ruler(m)
         if finished:
@@ -204,7 +234,8 @@ class SliceView(pg.GraphicsView):
             super().keyPressEvent(ev)
 
     def _mouse_moved(self, scene_pos) -> None:
-        if self.state.volume is None or self.view not in self.state.views:
+        if self.state.volume is None or self.view not in self.state.views or self.state.preview:
+            self.hovered.emit("")  # a preview slice has no reliable position yet
             return
         p = self.box.mapSceneToView(scene_pos)
         readout = self.state.readout(self.view, *self.to_pixel(p.x(), p.y()))

@@ -67,7 +67,7 @@ class ViewGrid(QWidget):
     def set_layout(self, layout: str) -> None:
         """Arrange the panes: "1x3", "2x2" or "single" (the active view alone)."""
         positions = POSITIONS.get(layout, {self.active: (0, 0)})
-        if self.state.volume is not None and self.state.volume.is_2d:
+        if self.state.volume is not None and self.state.volume.is_2d and not self.state.preview:
             positions = {"axial": (0, 0)}
         panes = {**self.views, "info": self.info}
         for widget in panes.values():

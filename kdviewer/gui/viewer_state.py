@@ -56,7 +56,9 @@ class ViewerState:
         self.overlay_lps: np.ndarray | None = None  # uint8 labels in LPS order
         self.overlay_opacity: float = 0.5
         self.overlay_visible: bool = True
+        self.overlay_version: int = 0  # bumped whenever overlay_lps changes, for views' caches
         self.layout: str = "1x3"
+        self.preview: bool = False  # the volume is a one-slice stand-in while a series loads
         self._listeners: list[Callable[[str], None]] = []
 
     # -- events ------------------------------------------------------------------------------
@@ -83,13 +85,18 @@ class ViewerState:
             return ("axial",)
         return planes.VIEWS
 
-    def set_volume(self, volume: Volume) -> None:
-        """Show `volume`: cursor at its centre, its own window (or an automatic one); drops the overlay."""
+    def set_volume(self, volume: Volume, preview: bool = False) -> None:
+        """Show `volume`: cursor at its centre, its own window (or an automatic one); drops the overlay.
+
+        preview: `volume` is one slice shown while the whole series decodes (the layout stays).
+        """
         self.volume = volume
+        self.preview = preview
         self.geometry = display_geometry(volume)
         self.cursor = tuple(s // 2 for s in self.array_lps.shape[:3])  # type: ignore[assignment]
         self.overlay = None
         self.overlay_lps = None
+        self.overlay_version += 1
         self.presets = self._presets_for(volume)
         self.window = self.presets[self.default_preset()]
         self._emit("volume")
@@ -102,7 +109,7 @@ class ViewerState:
         return FILE_PRESET
 
     def _presets_for(self, volume: Volume) -> dict[str, Window]:
-        """The file's own window first (or an automatic one for non-CT), then the CT presets."""
+        """The file's own window first (or an automatic one), then the CT presets for images in HU."""
         presets: dict[str, Window] = {}
         own = volume.info.window_presets
         if own:
@@ -112,7 +119,8 @@ class ViewerState:
         else:
             step = max(1, volume.array.shape[0] // 16)
             presets[FILE_PRESET] = auto_window(volume.array[::step])
-        presets.update(PRESETS)
+        if volume.info.units == "HU" or volume.info.modality == "CT":
+            presets.update(PRESETS)
         return presets
 
     # -- slices and cursor -------------------------------------------------------------------
@@ -192,6 +200,7 @@ class ViewerState:
             check_overlay_grid(self.volume, labels)
             self.overlay = labels
             self.overlay_lps = self.geometry.to_lps(label_array(labels.array))
+        self.overlay_version += 1
         self._emit("overlay")
 
     def set_overlay_opacity(self, opacity: float) -> None:

@@ -1,6 +1,7 @@
 """Background jobs: run `kdviewer train|distill` as a subprocess, follow its events, cancel, resume, history.
 
-Standard library only (no numpy, Qt or torch): the GUI wraps `Job.poll()` in a timer.
+Standard library only (no numpy, Qt or torch): the GUI wraps `Job.poll()` in a timer. Jobs are
+detached (own session, output in `run_dir/job.log` and `stderr.log`), so they outlive the viewer.
 
     job = start_job(["distill", "recipe.toml"], run_dir, name="pneumonia")
     history = JobHistory(data_dir / "jobs.json"); history.load(); history.add(job)
@@ -10,6 +11,10 @@ Standard library only (no numpy, Qt or torch): the GUI wraps `Job.poll()` in a t
     job.cancel()            # SIGINT -> resumable checkpoint; SIGTERM/SIGKILL of the tree later
     history.update(job)
     resume_job(history.get(job.id))
+
+    # a viewer opened later:
+    records = history.load()   # jobs that ended meanwhile are settled: done, failed or interrupted
+    jobs = [attach_job(r) for r in records if r.state == "running"]   # events from the log's start
 """
 
 from kdviewer.jobs.events import (
@@ -32,10 +37,12 @@ from kdviewer.jobs.history import (
     JobHistory,
     JobHistoryError,
     JobRecord,
+    attach_job,
     default_data_dir,
     resume_job,
 )
-from kdviewer.jobs.runner import Job, JobError, JobState, kdviewer_command, pid_alive, start_job
+from kdviewer.jobs.processes import pid_alive
+from kdviewer.jobs.runner import Job, JobError, JobState, kdviewer_command, start_job
 
 __all__ = [
     "CheckpointEvent",
@@ -56,6 +63,7 @@ __all__ = [
     "StartEvent",
     "StepEvent",
     "UnknownEvent",
+    "attach_job",
     "default_data_dir",
     "format_event",
     "kdviewer_command",

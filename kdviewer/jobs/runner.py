@@ -1,30 +1,47 @@
-"""Run `kdviewer train|distill` as a subprocess and follow it without ever blocking the caller.
+"""Run `kdviewer train|distill` as a detached subprocess and follow it without ever blocking the caller.
 
 As 3D Slicer's AI extensions do, the heavy work runs in another process: a crash or a long epoch
-there never freezes the viewer. A reader thread turns the job's stdout into events (and appends it
-to `run_dir/job.log`); the GUI calls `Job.poll()` from a timer. `Job.cancel()` asks the trainer to
-stop with SIGINT (it writes a resumable checkpoint), then escalates to SIGTERM and SIGKILL of the
-whole process tree in the background.
+there never freezes the viewer. The job is detached, so it also outlives the viewer: it runs in its
+own session and writes its stdout to `run_dir/job.log` and its stderr to `run_dir/stderr.log`
+(files, not pipes, so no print of the trainer fails when the viewer is gone). `Job.poll()` reads the
+lines appended to job.log since the last call; a viewer opened later re-attaches to a job that still
+runs (`attach_job`) and reads the same log from its start.
+
+`Job.cancel()` asks the trainer to stop with SIGINT (it writes a resumable checkpoint), then
+escalates to SIGTERM and SIGKILL of the whole process tree; each step is taken when the job is
+polled, so there are no threads.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdviewer.errors import KdviewerError
-from kdviewer.jobs.events import DoneEvent, ErrorEvent, Event, LogLine, Progress, ProgressTracker, parse_event
+from kdviewer.jobs.events import DoneEvent, ErrorEvent, Event, Progress, ProgressTracker, parse_event
+from kdviewer.jobs.processes import (
+    SIGKILL,
+    WINDOWS,
+    descendants,
+    pid_alive,
+    process_group,
+    process_start_ticks,
+    signal_tree,
+    tree_alive,
+)
 
-_WINDOWS = sys.platform == "win32"
+LOG_FILE = "job.log"
+STDERR_FILE = "stderr.log"
+_MAX_READ_BYTES = 1 << 20   # per poll, so a long log read on re-attach never stalls a GUI timer tick
+_POLL_INTERVAL_S = 0.02
 
 
 class JobError(KdviewerError):
@@ -32,7 +49,8 @@ class JobError(KdviewerError):
 
 
 class JobState(enum.StrEnum):
-    """Where a job stands. `INTERRUPTED` is only found by `JobHistory.load` (the viewer closed)."""
+    """Where a job stands. `INTERRUPTED`: its process is gone without a done event and nobody cancelled
+    it (the machine restarted, it was killed); it can be resumed."""
 
     RUNNING = "running"
     DONE = "done"
@@ -46,226 +64,231 @@ def kdviewer_command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "kdviewer", *argv, "--progress", "json"]
 
 
+def _size(path: Path) -> int:
+    """The size of `path` in bytes, 0 if it does not exist."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def start_job(argv: Sequence[str], run_dir: str | os.PathLike[str], *, name: str,
               env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
               command: Sequence[str] | None = None, resumed_from: str | None = None) -> Job:
-    """Start `kdviewer ARGV --progress json` in the background and return its `Job` at once.
+    """Start `kdviewer ARGV --progress json` detached in the background and return its `Job` at once.
 
-    `run_dir` receives `job.log` (stdout) and `stderr.log`. `env` adds variables to the viewer's own
-    environment. `command`, when given, is the full command line to run instead (tests, other
-    tools); it must print the same JSON-lines events. Raises `JobError` when it cannot start.
+    Its stdout is appended to `run_dir/job.log`, its stderr to `run_dir/stderr.log`; it runs in its
+    own session, so closing the viewer does not stop it. `env` adds variables to the viewer's own
+    environment. `command`, when given, is the full command line to run instead (tests, other tools);
+    it must print the same JSON-lines events. Raises `JobError` when it cannot start.
     """
     full = list(command) if command is not None else kdviewer_command(argv)
-    return Job(full, Path(run_dir), name=name, argv=list(argv), env=env, cwd=cwd,
-               explicit_command=command is not None, resumed_from=resumed_from)
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name (Linux), None if unknown or gone."""
+    run_dir = Path(run_dir)
+    log_path, stderr_path = run_dir / LOG_FILE, run_dir / STDERR_FILE
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """When process `pid` started (clock ticks since boot, Linux /proc), None if unknown or gone.
-
-    Stored next to a pid so that a pid reused by another program is not taken for our job.
-    """
-    fields = _proc_stat(pid)
-    try:
-        return int(fields[19]) if fields else None
-    except (IndexError, ValueError):
-        return None
-
-
-def pid_alive(pid: int, start_ticks: int | None = None) -> bool:
-    """Whether process `pid` still runs (not a zombie; if `start_ticks` is given, the same process)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        pass  # exists, owned by someone else
-    fields = _proc_stat(pid)
-    if fields is None:
-        return not Path("/proc/self/stat").exists()  # no /proc (macOS): trust kill(0)
-    if fields[0] in ("Z", "X"):
-        return False  # exited, waiting to be reaped
-    return start_ticks is None or process_start_ticks(pid) == start_ticks
-
-
-def _process_table() -> list[tuple[int, int, int, str]]:
-    """(pid, parent pid, process group, state letter) of every process (Linux /proc; empty elsewhere)."""
-    try:
-        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
-    except OSError:
-        return []
-    table = []
-    for pid in entries:
-        fields = _proc_stat(pid)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        stdout = open(log_path, "ab")
+        stderr = open(stderr_path, "ab")
+    except OSError as exc:
+        raise JobError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}") from exc
+    # Unbuffered: every event reaches the file at once; a resumed job appends to the same files.
+    full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+    detach: dict[str, object] = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if WINDOWS
+                                 else {"start_new_session": True})
+    # The child gets its own copies of the two files; ours are closed when this block ends.
+    with stdout, stderr:
+        log_offset, stderr_offset = os.fstat(stdout.fileno()).st_size, os.fstat(stderr.fileno()).st_size
         try:
-            table.append((pid, int(fields[1]), int(fields[2]), fields[0]))
-        except (TypeError, IndexError, ValueError):
-            continue  # exited meanwhile
-    return table
+            proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                    env=full_env, cwd=cwd, **detach)
+        except OSError as exc:
+            raise JobError(f"cannot start {full[0]}: {exc.strerror or exc}") from exc
+    return Job(id=uuid.uuid4().hex[:12], name=name, argv=list(argv), command=full,
+               explicit_command=command is not None, run_dir=run_dir, pid=proc.pid,
+               pgid=process_group(proc.pid), pid_start_ticks=process_start_ticks(proc.pid),
+               started_at=time.time(), log_path=log_path, stderr_path=stderr_path,
+               log_offset=log_offset, stderr_offset=stderr_offset, resumed_from=resumed_from, process=proc)
 
 
-def _descendants(pid: int) -> dict[int, int | None]:
-    """{pid: start ticks} of every process below `pid` (Linux /proc; empty elsewhere)."""
-    children: dict[int, list[int]] = {}
-    for child, parent, _, _ in _process_table():
-        children.setdefault(parent, []).append(child)
-    found: dict[int, int | None] = {}
-    todo = list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        if child not in found:
-            found[child] = process_start_ticks(child)
-            todo.extend(children.get(child, []))
-    return found
+class _LogTail:
+    """The complete lines appended to a file since the last read, found by byte offset; never blocks."""
+
+    def __init__(self, path: Path, offset: int, end: int | None) -> None:
+        self.path = path
+        self.offset = offset
+        self.end = end              # stop here (a finished job's part of a log that was appended to later)
+        self.at_end = False         # whether the last read reached the end of what was written
+
+    def read_lines(self, *, final: bool) -> list[str]:
+        """New complete lines; with `final` (the writer has exited) an unterminated last line too."""
+        stop = _size(self.path) if self.end is None else min(self.end, _size(self.path))
+        if stop <= self.offset:
+            self.at_end = True
+            return []
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read(min(stop - self.offset, _MAX_READ_BYTES))
+        except OSError:
+            self.at_end = True  # removed: what was read is all there is
+            return []
+        whole = self.offset + len(chunk) >= stop
+        cut = chunk.rfind(b"\n") + 1
+        if (whole and final) or (cut == 0 and len(chunk) == _MAX_READ_BYTES):
+            cut = len(chunk)  # the last line of a finished job, or one line longer than a read
+        self.offset += cut
+        self.at_end = whole and cut == len(chunk)
+        if cut == 0:
+            return []
+        # Universal newlines, as a text-mode pipe had: a progress bar's "\r" also ends a line.
+        text = chunk[:cut].decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+        return text.removesuffix("\n").split("\n")
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether a live (not zombie) process is left in process group `pgid`."""
-    if Path("/proc/self/stat").exists():
-        return any(group == pgid and state not in ("Z", "X") for _, _, group, state in _process_table())
-    try:
-        os.killpg(pgid, 0)
-    except OSError:
-        return False
-    return True
+@dataclass
+class _Cancel:
+    """How far a cancel has gone (monotonic times in s); advanced by `Job._advance_cancel`."""
+
+    timeout_s: float
+    asked_at: float
+    tree: dict[int, int | None]
+    signals_sent: list[int] = field(default_factory=lambda: [signal.SIGINT])
+    leader_gone_at: float | None = None
+    swept_at: float | None = None
+    done: bool = False
 
 
 class Job:
-    """One background job: a subprocess, its events, its state. Build it with `start_job`."""
+    """One background job: a detached process, the events in its log, its state.
 
-    def __init__(self, command: list[str], run_dir: Path, *, name: str, argv: list[str],
-                 env: Mapping[str, str] | None, cwd: str | os.PathLike[str] | None,
-                 explicit_command: bool, resumed_from: str | None) -> None:
-        self.id = uuid.uuid4().hex[:12]
+    Built by `start_job` (it started the process: exit status from `Popen`) or `attach_job` (the
+    process was started by an earlier viewer: followed through its pid and start time). Not
+    thread-safe: use it from one thread (the GUI's), which never blocks except in `wait()`.
+    """
+
+    def __init__(self, *, id: str, name: str, argv: list[str], command: list[str], explicit_command: bool,
+                 run_dir: Path, pid: int, pgid: int, pid_start_ticks: int | None, started_at: float,
+                 log_path: Path, stderr_path: Path, log_offset: int = 0, stderr_offset: int = 0,
+                 log_end: int | None = None, resumed_from: str | None = None,
+                 process: subprocess.Popen | None = None, state: JobState = JobState.RUNNING,
+                 returncode: int | None = None, ended_at: float | None = None) -> None:
+        self.id = id
         self.name = name
         self.argv = argv
         self.command = command
         self.explicit_command = explicit_command
         self.resumed_from = resumed_from
         self.run_dir = run_dir
-        self.log_path = run_dir / "job.log"
-        self.stderr_path = run_dir / "stderr.log"
-        self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self.log_path = log_path
+        self.stderr_path = stderr_path
+        self.log_offset = log_offset          # where this job's output starts in job.log (bytes)
+        self.stderr_offset = stderr_offset    # and in stderr.log
+        self.pid = pid
+        self.pgid = pgid
+        self.pid_start_ticks = pid_start_ticks
+        self.started_at = started_at
+        self.ended_at = ended_at
+        self._proc = process
+        self._state = state
+        self._returncode = returncode
+        self._tail = _LogTail(log_path, log_offset, log_end)
+        self._pending: list[Event] = []
         self._tracker = ProgressTracker()
         self._error: str | None = None
         self._done_seen = False
-        self._cancel_requested = False
-        self._state = JobState.RUNNING
-        self._finished = threading.Event()
-        self._escalator: threading.Thread | None = None
-        self._exited = False
-        self.ended_at: float | None = None
-        self._proc = self._spawn(env, cwd)
-        self.pid = self._proc.pid
-        self.pid_start_ticks = process_start_ticks(self.pid)
-        self.started_at = time.time()
-        self._reader = threading.Thread(target=self._read_stdout, name=f"job-{name}", daemon=True)
-        self._reader.start()
+        self._seen_running = False
+        self._cancel: _Cancel | None = None
 
-    def _spawn(self, env: Mapping[str, str] | None, cwd: str | os.PathLike[str] | None) -> subprocess.Popen:
-        """Start the process in its own session (POSIX) or process group (Windows)."""
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            stderr = open(self.stderr_path, "ab")  # the child keeps its own copy; closed below
-            self._log = open(self.log_path, "a", encoding="utf-8")  # closed by the reader thread
-        except OSError as exc:
-            raise JobError(f"cannot write the run folder {self.run_dir}: {exc.strerror or exc}") from exc
-        full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
-        extra: dict[str, object] = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if _WINDOWS
-                       else {"start_new_session": True})
-        try:
-            return subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=stderr, env=full_env, cwd=cwd, text=True, encoding="utf-8",
-                                    errors="replace", bufsize=1, **extra)
-        except OSError as exc:
-            self._log.close()
-            raise JobError(f"cannot start {self.command[0]}: {exc.strerror or exc}") from exc
-        finally:
-            stderr.close()
+    # -- following the job ---------------------------------------------------------------------
 
-    def _read_stdout(self) -> None:
-        """Reader thread: parse each line, keep it in job.log, hand it to `poll`."""
-        assert self._proc.stdout is not None
-        try:
-            for line in self._proc.stdout:
-                self._write_log(line)
-                event = parse_event(line)
-                with self._lock:
-                    self._tracker.update(event)
-                    if isinstance(event, ErrorEvent):
-                        self._error = event.message
-                    self._done_seen |= isinstance(event, DoneEvent)
-                self._events.put(event)
-        finally:  # whatever happens here, the job must end
-            self._proc.stdout.close()
-            self._log.close()
-            self._finish()
+    def _leader_exited(self) -> bool:
+        """Whether the job's main process has exited (our child: reaped; otherwise: pid gone or reused)."""
+        if self._proc is not None:
+            exited = self._proc.poll() is not None
+        else:
+            exited = not pid_alive(self.pid, self.pid_start_ticks)
+        self._seen_running |= not exited
+        return exited
 
-    def _write_log(self, line: str) -> None:
-        """Append a line to job.log; a full disk stops the log, never the job (the events still flow)."""
-        if self._log.closed:
+    def _update(self) -> None:
+        """Read the log lines written since the last call, advance a cancel, settle the final state."""
+        if self._state is not JobState.RUNNING:
+            if not self._tail.at_end:  # a finished job re-attached from the history: replay its log
+                self._take(self._tail.read_lines(final=True))
             return
-        try:
-            self._log.write(line if line.endswith("\n") else line + "\n")
-            self._log.flush()
-        except OSError as exc:
-            self._log.close()
-            self._events.put(LogLine(text=f"kdviewer: {self.log_path}: log stopped: {exc.strerror or exc}"))
+        exited = self._leader_exited()  # before reading: every line printed before the exit is read
+        self._take(self._tail.read_lines(final=exited))
+        if self._cancel is not None:
+            self._advance_cancel(exited)
+        if exited and self._tail.at_end and (self._cancel is None or self._cancel.done):
+            self._settle()
 
-    def _finish(self) -> None:
-        """Wait for the process (and a cancel's sweep), then settle the final state."""
-        returncode = self._proc.wait()
-        with self._lock:
-            self._exited = True  # too late to cancel from here on
-            escalator = self._escalator
-        if escalator is not None:
-            escalator.join()  # a cancelled job ends when its whole tree is gone
-        with self._lock:
+    def _take(self, lines: list[str]) -> None:
+        """Parse lines of the log into events: fold them into the progress, keep them for `poll()`."""
+        for line in lines:
+            event = parse_event(line)
+            self._tracker.update(event)
+            if isinstance(event, ErrorEvent):
+                self._error = event.message
+            self._done_seen |= isinstance(event, DoneEvent)
+            self._pending.append(event)
+
+    def _settle(self) -> None:
+        """The final state once the process has exited and its whole log is read."""
+        rc = self._proc.returncode if self._proc is not None else None
+        self._returncode = rc
+        if self._seen_running:
             self.ended_at = time.time()
-            if self._cancel_requested and not self._done_seen:
-                self._state = JobState.CANCELLED
-            elif returncode == 0 and self._error is None:
-                self._state = JobState.DONE
-            else:
+        else:  # it ended while no viewer watched: its last output is the best guess
+            try:
+                self.ended_at = max(self.started_at, self.log_path.stat().st_mtime)
+            except OSError:
+                self.ended_at = self.started_at
+        if self._cancel is not None and not self._done_seen:
+            self._state = JobState.CANCELLED
+        elif rc is None:  # not our child: its exit status is unknown, its events tell what happened
+            if self._error is not None:
                 self._state = JobState.FAILED
-        self._finished.set()
+            else:
+                self._state = JobState.DONE if self._done_seen else JobState.INTERRUPTED
+        elif rc == 0 and self._error is None:
+            self._state = JobState.DONE
+        else:
+            self._state = JobState.FAILED
 
     def poll(self) -> list[Event]:
-        """The events printed since the last call, in order; never blocks."""
-        out: list[Event] = []
-        while True:
-            try:
-                out.append(self._events.get_nowait())
-            except queue.Empty:
-                return out
+        """The events printed since the last call, in order (a re-attached job: from its start); never blocks."""
+        self._update()
+        out, self._pending = self._pending, []
+        return out
 
     @property
     def state(self) -> JobState:
-        """running, done, failed or cancelled (final once stdout is closed and the process exited)."""
-        with self._lock:
-            return self._state
+        """running, done, failed, cancelled or interrupted (final once it exited and its log is read)."""
+        self._update()
+        return self._state
 
     @property
     def returncode(self) -> int | None:
-        """The exit status once finished (negative: killed by that signal), else None."""
-        return self._proc.returncode if self._finished.is_set() else None
+        """The exit status once finished (negative: killed by that signal); None while running and for
+        a job this viewer did not start (its status cannot be known)."""
+        self._update()
+        return self._returncode
+
+    @property
+    def log_end(self) -> int | None:
+        """Where this job's output ends in job.log (bytes) once it is finished, else None."""
+        if self._state is JobState.RUNNING:
+            return None
+        while not self._tail.at_end:  # a long log re-attached from the history: read it to its end
+            self._take(self._tail.read_lines(final=True))
+        return self._tail.offset
 
     @property
     def progress(self) -> Progress:
         """Latest epoch/step, loss and validation curves, best result, ETA (from all events so far)."""
-        with self._lock:
-            return self._tracker.snapshot()
+        self._update()
+        return self._tracker.snapshot()
 
     @property
     def elapsed_s(self) -> float:
@@ -276,100 +299,76 @@ class Job:
     @property
     def error_message(self) -> str | None:
         """Why a failed job failed: its error event, else the last stderr line, else its exit status."""
-        with self._lock:
-            if self._state is not JobState.FAILED:
-                return self._error
-            if self._error:
-                return self._error
+        state = self.state
+        if state is not JobState.FAILED or self._error:
+            return self._error
         try:
-            lines = [ln for ln in self.stderr_path.read_text(errors="replace").splitlines() if ln.strip()]
+            with open(self.stderr_path, "rb") as f:
+                f.seek(self.stderr_offset)
+                text = f.read().decode("utf-8", errors="replace")
         except OSError:
-            lines = []
+            text = ""
+        lines = [ln for ln in text.splitlines() if ln.strip()]
         if lines:
             return lines[-1].strip()
-        rc = self._proc.returncode
+        rc = self._returncode
         if rc is not None and rc < 0:
             try:
                 return f"killed by {signal.Signals(-rc).name}"
             except ValueError:
                 pass
-        return f"exited with status {rc}"
+        return "exited with an unknown status" if rc is None else f"exited with status {rc}"
 
     def wait(self, timeout: float | None = None) -> JobState:
-        """Block until the job has finished or `timeout` seconds passed; returns the state then."""
-        self._finished.wait(timeout)
-        return self.state
+        """Block until the job has finished or `timeout` seconds passed; returns the state then.
+        The events read meanwhile are kept for the next `poll()`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._update()
+            if self._state is not JobState.RUNNING:
+                return self._state
+            if deadline is not None and time.monotonic() >= deadline:
+                return self._state
+            if self._tail.at_end:  # else more log is waiting to be read: no need to sleep
+                time.sleep(_POLL_INTERVAL_S)
+
+    # -- cancelling ----------------------------------------------------------------------------
 
     def cancel(self, timeout: float = 10.0) -> None:
         """Ask the job to stop, without blocking: SIGINT to its process group now (the trainer saves
         a resumable checkpoint), SIGTERM at 3/4 of `timeout` seconds, SIGKILL of the whole tree at
-        `timeout`. Processes it left behind are killed once it exits. `wait()` to block until then.
+        `timeout`; processes it left behind are killed once it exits. These steps are taken by
+        `poll()`, `state` and `wait()`, so keep polling (a GUI timer does) or `wait()` to block.
         """
-        with self._lock:
-            if self._exited or self._cancel_requested:
+        self._update()
+        if self._state is not JobState.RUNNING or self._cancel is not None or self._leader_exited():
+            return
+        tree = descendants(self.pid)
+        self._cancel = _Cancel(timeout_s=timeout, asked_at=time.monotonic(), tree=tree)
+        signal_tree(self.pgid, signal.SIGINT, tree)
+
+    def _advance_cancel(self, exited: bool) -> None:
+        """Cancel's later steps: SIGTERM, SIGKILL, then sweep up processes the job left behind."""
+        c = self._cancel
+        assert c is not None
+        now = time.monotonic()
+        if not exited:
+            for sig, fraction in ((signal.SIGTERM, 0.75), (SIGKILL, 1.0)):
+                if sig not in c.signals_sent and now - c.asked_at >= fraction * c.timeout_s:
+                    c.tree.update(descendants(self.pid))  # children started since; found while it lives
+                    signal_tree(self.pgid, sig, c.tree)
+                    c.signals_sent.append(sig)
+            return
+        if c.leader_gone_at is None:
+            c.leader_gone_at = now
+        if c.swept_at is None:
+            # The leader is gone: give its children a moment to exit on their own, then kill them.
+            if tree_alive(self.pgid, c.tree) and now - c.leader_gone_at < min(1.0, c.timeout_s):
                 return
-            self._cancel_requested = True
-            tree = _descendants(self.pid)
-            self._signal(signal.SIGINT, tree)
-            self._escalator = threading.Thread(target=self._escalate, args=(timeout, tree), daemon=True)
-            self._escalator.start()
-
-    def _escalate(self, timeout: float, tree: dict[int, int | None]) -> None:
-        """Cancel's background half: SIGTERM, then SIGKILL, then sweep up leftover processes."""
-        for sig, delay in ((signal.SIGTERM, 0.75 * timeout), (_SIGKILL, 0.25 * timeout)):
-            try:
-                self._proc.wait(delay)
-                break
-            except subprocess.TimeoutExpired:
-                tree.update(_descendants(self.pid))
-                self._signal(sig, tree)
-        # The leader is gone: give its children a moment to exit on their own, then kill them.
-        self._proc.wait()
-        deadline = time.monotonic() + min(1.0, timeout)
-        while self._tree_alive(tree) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self._signal(_SIGKILL, tree)
-        # A signal is delivered asynchronously: wait (briefly) until the killed processes are gone.
-        deadline = time.monotonic() + 5.0
-        while self._tree_alive(tree) and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-    def _tree_alive(self, tree: dict[int, int | None]) -> bool:
-        """Whether any process of the job's group or of `tree` still runs."""
-        if any(pid_alive(pid, ticks) for pid, ticks in tree.items()):
-            return True
-        return not _WINDOWS and _group_alive(self.pid)
-
-    def _signal(self, sig: int, tree: dict[int, int | None]) -> None:
-        """Send `sig` to the job's process group and to each still-living process of `tree`."""
-        if _WINDOWS:
-            self._signal_windows(sig)
-            return
-        try:
-            os.killpg(self.pid, sig)
-        except OSError:
-            pass  # the group is empty already
-        if sig == _SIGKILL:  # processes that left the group (setsid) are still in the tree
-            for pid, ticks in tree.items():
-                if pid_alive(pid, ticks):
-                    try:
-                        os.kill(pid, sig)
-                    except OSError:
-                        pass
-
-    def _signal_windows(self, sig: int) -> None:
-        """Windows has no process groups signals: Ctrl+Break, terminate, then taskkill /T."""
-        if self._proc.poll() is not None:
-            return
-        if sig == signal.SIGINT:
-            os.kill(self.pid, signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-        elif sig == signal.SIGTERM:
-            self._proc.terminate()
-        else:
-            subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.pid)], capture_output=True, check=False)
+            signal_tree(self.pgid, SIGKILL, c.tree)
+            c.swept_at = now
+        # A signal is delivered asynchronously: done once the killed processes are gone (or 5 s).
+        c.done = not tree_alive(self.pgid, c.tree) or now - c.swept_at > 5.0
 
     def __repr__(self) -> str:
-        return f"Job({self.name!r}, id={self.id}, pid={self.pid}, state={self.state.value})"
-
-
-_SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+        return f"Job({self.name!r}, id={self.id}, pid={self.pid}, state={self._state.value})"

@@ -147,6 +147,8 @@ def load_model(path: str | Path, origin: str = "path", verify: bool = True) -> M
     path = Path(path)
     card_path = path.with_suffix(".json") if path.suffix.lower() == ".onnx" else path
     card = load_card(card_path)
+    if Path(card.file["name"]).name != card.file["name"]:
+        raise ModelCardError(f"{card_path}: file.name {card.file['name']!r} must name a file beside the card")
     onnx_path = card_path.parent / card.file["name"]
     if verify:
         verify_file(card, onnx_path)

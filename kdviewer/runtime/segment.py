@@ -89,7 +89,7 @@ class SlicePredictor:
     """Runs one segmentation model on chunks of same-sized slices; holds the session and the options."""
 
     def __init__(self, model: Model, threads: int | None = None, overlap: float = 0.25,
-                 batch_size: int = 8, blend: str = "gaussian"):
+                 batch_size: int = 4, blend: str = "gaussian"):
         if model.task != "segment":
             raise ModelInputError(model.onnx_path, f"model {model.id} is a {model.task} model, not segment")
         self.model, self.overlap, self.batch_size, self.blend = model, overlap, batch_size, blend
@@ -145,7 +145,7 @@ def postprocess_labels(labels: np.ndarray, postprocess: dict[str, Any], n_labels
 
 
 def segment_volume(model: Model, volume: Volume | np.ndarray, progress: Progress = None,
-                   cancel: CancelFlag = None, *, threads: int | None = None, chunk_slices: int = 8,
+                   cancel: CancelFlag = None, *, threads: int | None = None, chunk_slices: int = 4,
                    overlap: float = 0.25, blend: str = "gaussian") -> SegmentationResult:
     """Segment every slice of `volume` (or one 2-D image) into a uint8 label `Volume` on its grid.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdviewer.runtime.errors import ModelLoadError
+from kdviewer.runtime.errors import ModelInputError, ModelLoadError
 from kdviewer.runtime.registry import Model
 
 _SESSIONS: dict[tuple[str, str, int], object] = {}
@@ -142,12 +142,20 @@ def clear_sessions() -> None:
 
 
 def make_runner(model: Model, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function (N, C, H, W) float32 -> the model's first output, as float32."""
+    """A function (N, C, H, W) float32 -> the model's first output, as float32.
+
+    An input the graph rejects (wrong channels or size) raises `ModelInputError` naming the model file.
+    """
     session = get_session(model, threads)
     name = session.get_inputs()[0].name
 
     def run(batch: np.ndarray) -> np.ndarray:
-        out = session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        try:
+            out = session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's InvalidArgument, Fail, ...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelInputError(model.onnx_path, f"onnxruntime failed on an input of shape "
+                                  f"{tuple(batch.shape)}: {reason}") from exc
         return np.asarray(out, dtype=np.float32)
 
     return run

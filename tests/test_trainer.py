@@ -1,0 +1,128 @@
+"""The training loop: exact resume after SIGINT, teacher caching, KD methods, the frozen teacher, run folders."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdviewer.distill.recipe import load_recipe
+from kdviewer.distill.trainer import TrainingInterrupted, distill_student, train_teacher
+from kdviewer.distill.trainer_checkpoint import load_checkpoint
+from kdviewer.distill.trainer_models import load_teacher
+
+torch.set_num_threads(1)
+RECIPES = Path(__file__).resolve().parents[1] / "resources" / "recipes"
+# PneumoniaMNIST, 16 images per split at 32x32, tiny MobileNetV2s: a few seconds per run.
+TINY_CLASSIFY = ["data.max_items=16", "data.input_size=[32, 32]", "teacher_net.arch=mobilenetv2",
+                 "teacher_net.width=0.25", "student_net.width=0.25", "train.batch_size=4", "distill.batch_size=4",
+                 "train.epochs=2", "distill.epochs=2"]
+TINY_SEGMENT = ["data.max_items=4", "data.input_size=[64, 64]", "data.patch_size=[32, 32]", "teacher_net.base=4",
+                "teacher_net.depth=2", "student_net.base=4", "student_net.depth=2", "train.batch_size=2",
+                "distill.batch_size=2", "train.max_steps=1", "distill.max_steps=1"]
+
+
+def recipe(name: str, *overrides: str):
+    base = TINY_SEGMENT if name == "retina-vessels" else TINY_CLASSIFY
+    return load_recipe(RECIPES / f"{name}.toml", [*base, *overrides])
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("teacher") / "run"
+    return train_teacher(recipe("pneumonia-cxr", "train.max_steps=2"), out, progress="none", export=False)
+
+
+def test_run_folder_holds_recipe_events_metrics_revision(teacher_run: Path) -> None:
+    for name in ("recipe.toml", "events.jsonl", "metrics.json", "run.json", "last.pt", "best.pt"):
+        assert (teacher_run / name).is_file(), name
+    events = [json.loads(line) for line in (teacher_run / "events.jsonl").read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("step") == 2
+    assert {"epoch", "step", "loss", "lr", "images_per_s"} <= set(events[1])
+    run = json.loads((teacher_run / "run.json").read_text())
+    assert len(run["revision"]) == 40 or run["revision"] == "unknown"
+    resolved = load_recipe(teacher_run / "recipe.toml")  # the resolved copy runs from anywhere
+    assert Path(resolved.data.path).is_absolute() and resolved.data_path().is_dir()
+
+
+def test_resume_after_sigint_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
+    r = recipe("pneumonia-cxr")  # augmentation on: seeded per (seed, epoch, item)
+    straight = train_teacher(r, tmp_path / "straight", progress="none", export=False)
+
+    def interrupt_at_step_3(event: dict) -> None:
+        if event["event"] == "step" and event["step"] == 3:
+            signal.raise_signal(signal.SIGINT)
+
+    broken = tmp_path / "broken"
+    with pytest.raises(TrainingInterrupted, match="resume"):
+        train_teacher(r, broken, progress="none", export=False, listeners=(interrupt_at_step_3,))
+    assert load_checkpoint(broken / "last.pt")["step"] == 3
+    last_event = json.loads((broken / "events.jsonl").read_text().splitlines()[-1])
+    assert last_event["event"] == "error" and last_event["resumable"] is True
+    train_teacher(r, broken, resume=True, progress="none", export=False)
+    a, b = weights(straight / "last.pt"), weights(broken / "last.pt")
+    assert load_checkpoint(broken / "last.pt")["step"] == load_checkpoint(straight / "last.pt")["step"] == 8
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_teacher_is_frozen_and_in_eval_mode(teacher_run: Path) -> None:
+    teacher = load_teacher(recipe("pneumonia-cxr", f"teacher={teacher_run}"), torch.device("cpu"))
+    assert not teacher.model.training
+    assert not any(p.requires_grad for p in teacher.model.parameters())
+    assert teacher.id == "pneumonia-cxr-teacher"
+
+
+def test_cached_teacher_outputs_give_the_live_result(teacher_run: Path, tmp_path: Path) -> None:
+    common = (f"teacher={teacher_run}", "data.augment={}")
+    live = distill_student(recipe("pneumonia-cxr", *common), tmp_path / "live", progress="none", export=False)
+    cached = distill_student(recipe("pneumonia-cxr", *common, "distill.cache_teacher=true"), tmp_path / "cached",
+                             progress="none", export=False)
+    start = json.loads((cached / "events.jsonl").read_text().splitlines()[0])
+    assert start["teacher_outputs"] == "cached"
+    a, b = weights(live / "last.pt"), weights(cached / "last.pt")
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5), key
+
+
+def test_cache_refused_when_augmentation_is_on(teacher_run: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    run = distill_student(recipe("pneumonia-cxr", f"teacher={teacher_run}", "distill.cache_teacher=true",
+                                 "distill.max_steps=1"), tmp_path / "s", progress="none", export=False)
+    assert json.loads((run / "events.jsonl").read_text().splitlines()[0])["teacher_outputs"] == "live"
+    assert "augmentation" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["none", "hinton", "dkd", "fitnets", "attention"])
+def test_every_classification_kd_method_trains(teacher_run: Path, tmp_path: Path, method: str) -> None:
+    r = recipe("pneumonia-cxr", f"teacher={teacher_run}", f"distill.method={method}", "distill.max_steps=1")
+    run = distill_student(r, tmp_path / method, progress="none", export=False)
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["step"] == 1 and (run / "best.pt").is_file()
+    if method == "fitnets":
+        assert ckpt["adapters"], "FitNets adapters are trained and checkpointed"
+        assert not any(k.startswith("adapters") for k in ckpt["model"]), "adapters are not part of the student"
+    assert json.loads((run / "run.json").read_text())["role"] == ("baseline" if method == "none" else "student")
+
+
+@pytest.mark.parametrize("method", ["pixel", "cwd", "fitnets"])
+def test_segmentation_kd_methods_train(tmp_path: Path, method: str) -> None:
+    teacher = train_teacher(recipe("retina-vessels"), tmp_path / "t", progress="none", export=False)
+    run = distill_student(recipe("retina-vessels", f"teacher={teacher}", f"distill.method={method}"),
+                          tmp_path / "s", progress="none", export=False)
+    assert "dice" in json.loads((run / "metrics.json").read_text())["best"]["val"]
+
+
+def test_refuses_to_overwrite_a_run(teacher_run: Path) -> None:
+    from kdviewer.errors import KdviewerError
+
+    with pytest.raises(KdviewerError, match="--resume"):
+        train_teacher(recipe("pneumonia-cxr"), teacher_run, progress="none", export=False)
