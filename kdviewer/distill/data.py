@@ -177,4 +177,6 @@ def build_datasets(data_cfg: Mapping[str, Any], task: str, recipe_dir: Path | No
     if cfg.simulate:
         meta["simulate"] = dict(cfg.simulate)
         meta["simulation"] = simulation_note(cfg.simulate)
+        spacing = val[0].load().spacing_mm  # nodule sizes are in mm: the card says which pixel size was learnt
+        meta["spacing_mm"] = list(spacing) if spacing else None
     return ItemDataset(train, cfg, task, True), ItemDataset(val, cfg, task, False), meta
