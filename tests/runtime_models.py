@@ -9,6 +9,9 @@ with a dynamic batch axis and, for the image-to-image ones, dynamic height and w
 - ``tiny-denoise``: 1×32×32 residual denoiser, CT window [-1000, 1000] HU (center 0, width 2000).
 - ``tiny-sr2``: 1×16×16 → 1×32×32 pixel-shuffle ×2, minmax.
 - ``tiny-denoise-fp16``: ``tiny-denoise`` with float16 weights (float32 inputs and outputs).
+
+For teacher-student comparisons: `make_pair` copies two models as a teacher and its student, and the
+session fixture ``compare_pairs`` (`build_compare_pairs`) holds pairs that differ in a known way.
 """
 
 from __future__ import annotations
@@ -152,3 +155,79 @@ def build_models(folder: Path) -> dict[str, Path]:
 def runtime_models(tmp_path_factory) -> dict[str, Path]:
     """id -> card path of the tiny models, exported once per test session into a temporary folder."""
     return build_models(tmp_path_factory.mktemp("runtime-models"))
+
+
+def make_pair(teacher_card: Path, student_card: Path, folder: Path, teacher_id: str = "pair-teacher",
+              student_id: str = "pair-student") -> tuple[Path, Path]:
+    """Copy two models into `folder` as a teacher and its student (roles and the student's ``teacher`` set).
+
+    Pass the same card twice for a student identical to its teacher. Returns (teacher card, student card).
+    """
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for src, new_id, role, teacher in ((teacher_card, teacher_id, "teacher", None),
+                                       (student_card, student_id, "student", teacher_id)):
+        card = json.loads(Path(src).read_text(encoding="utf-8"))
+        onnx_path = folder / f"{new_id}.onnx"
+        shutil.copyfile(Path(src).parent / card["file"]["name"], onnx_path)
+        card.update(id=new_id, role=role, teacher=teacher)
+        card["file"]["name"] = onnx_path.name
+        path = folder / f"{new_id}.json"
+        path.write_text(json.dumps(card, indent=2), encoding="utf-8")
+        out.append(path)
+    return out[0], out[1]
+
+
+def quadrant_images(levels) -> np.ndarray:
+    """28×28 uint8 images: upper-left quadrant at level v, lower-right at 1 - v (×255), an anchor pixel at 255."""
+    imgs = np.zeros((len(levels), 28, 28), np.uint8)
+    for i, v in enumerate(levels):
+        imgs[i, :14, :14] = round(255 * v)
+        imgs[i, 14:, 14:] = round(255 * (1 - v))
+        imgs[i, 0, 27] = 255
+    return imgs
+
+
+def build_compare_pairs(folder: Path, models: dict[str, Path]) -> dict[str, tuple[Path, Path]]:
+    """Teacher/student pairs that differ in a known way, for the comparison tests; name -> (teacher, student) cards.
+
+    - ``cls``: on `quadrant_images`, with s = mean(upper-left) - mean(lower-right) of the normalised image
+      (≈ 2v - 1): the teacher says class 1 ("ul") when s > 0, the student when s > 0.15.
+    - ``seg``: ``tiny-seg`` (foreground: minmax-normalised intensity > 0.5) and the same network with
+      z-score normalisation (foreground: z > 0.5).
+    - ``den``: ``tiny-denoise`` and its float16-weights copy (outputs equal to about 1e-3).
+    """
+    torch = _torch()
+
+    class Quadrants(torch.nn.Module):
+        def __init__(self, scale: float, shift: float) -> None:
+            super().__init__()
+            self.scale, self.shift = scale, shift
+
+        def forward(self, x):
+            s = x[:, :, :32, :32].mean(dim=(1, 2, 3)) - x[:, :, 32:, 32:].mean(dim=(1, 2, 3))
+            return torch.stack([-s + self.shift, s], dim=1) * self.scale
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs: dict[str, tuple[Path, Path]] = {}
+    src = []
+    for name, scale, shift in (("quad-t", 4.0, 0.0), ("quad-s", 2.0, 0.3)):
+        path = export_onnx(Quadrants(scale, shift), folder / f"{name}.onnx", (1, 1, 64, 64), spatial_dynamic=False)
+        src.append(write_card(path, name, "classify", input_shape=[None, 1, 64, 64], labels=["br", "ul"]))
+    pairs["cls"] = make_pair(src[0], src[1], folder / "cls", "cls-teacher", "cls-student")
+    seg_t, seg_s = make_pair(models["tiny-seg"], models["tiny-seg"], folder / "seg", "seg-teacher", "seg-student")
+    card = json.loads(seg_s.read_text(encoding="utf-8"))
+    card["input"]["preprocess"]["normalize"] = "zscore"
+    seg_s.write_text(json.dumps(card, indent=2), encoding="utf-8")
+    pairs["seg"] = (seg_t, seg_s)
+    pairs["den"] = make_pair(models["tiny-denoise"], models["tiny-denoise-fp16"], folder / "den", "den-teacher",
+                             "den-student")
+    return pairs
+
+
+@pytest.fixture(scope="session")
+def compare_pairs(runtime_models, tmp_path_factory) -> dict[str, tuple[Path, Path]]:  # noqa: F811
+    """name -> (teacher card, student card) of `build_compare_pairs`, made once per test session."""
+    return build_compare_pairs(tmp_path_factory.mktemp("compare-pairs"), runtime_models)

@@ -88,6 +88,9 @@ class EventReporter:
         if self._bar_open:
             out.write("\n")
             self._bar_open = False
+        if kind == "error":
+            out.flush()
+            return  # the command prints the error itself, as one line
         if kind == "start":
             out.write(f"{record.get('stage', 'run')}: {record.get('run_dir', '')} ({record.get('epochs')} epochs "
                       f"of {record.get('steps_per_epoch')} steps)\n")
@@ -95,8 +98,6 @@ class EventReporter:
             val = ", ".join(f"{k} {v:.4f}" for k, v in record.get("val", {}).items() if isinstance(v, float))
             best = " (best)" if record.get("best") else ""
             out.write(f"epoch {record['epoch']}: train loss {record.get('train_loss', 0):.4f}, val {val}{best}\n")
-        elif kind == "error":
-            out.write(f"error: {record.get('message')}\n")
         elif kind == "export":
             out.write(f"exported {record.get('onnx')} and {record.get('card')}\n")
         elif kind == "done":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _to_onnx(model: torch.nn.Module, inputs: torch.Tensor, path: Path, opset: int, weights: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with torch.no_grad():
+    # The TorchScript exporter (dynamo=False): the torch.export-based one writes opset 18 and its conversion
+    # down to 17 fails on Reduce nodes (torch 2.13, onnxscript 0.7), and the runtime targets opset 17.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, (inputs[:1],), str(tmp), opset_version=opset, input_names=["input"],
                           output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
                           dynamo=False)

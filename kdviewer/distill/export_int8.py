@@ -53,9 +53,16 @@ def quantize_and_compare(card: ModelCard, onnx_path: Path, train_ds: Any, val_ds
     """Quantise `onnx_path`, compare metric and speed with FP32, keep it if the metric holds; returns its path."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     int8_path = onnx_path.with_name(onnx_path.stem + "-int8.onnx")
-    quantize_static(str(onnx_path), str(int8_path), _calibration_reader(train_ds), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    prepared = onnx_path.with_name(onnx_path.stem + "-prep.onnx")
+    try:
+        quant_pre_process(str(onnx_path), str(prepared))  # fold constants, infer shapes: as onnxruntime advises
+        quantize_static(str(prepared), str(int8_path), _calibration_reader(train_ds), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        prepared.unlink(missing_ok=True)
     loader = DataLoader(val_ds, batch_size=8, shuffle=False)
     sessions = {"fp32": session(onnx_path), "int8": session(int8_path)}
 

@@ -25,8 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from kdviewer.distill.events import EventReporter, Throughput
-from kdviewer.distill.losses import FeatureHooks
-from kdviewer.distill.recipe import Recipe, TrainConfig, dump_recipe
+from kdviewer.distill.losses import FeatureHooks, UnknownLayerError
+from kdviewer.distill.recipe import Recipe, RecipeError, TrainConfig, dump_recipe
 from kdviewer.distill.trainer_checkpoint import (
     git_revision,
     load_checkpoint,
@@ -179,8 +179,11 @@ class _Loop:
             self.distiller = Distiller(recipe.distill, self.adapter, [])
             if recipe.distill.method != "none":
                 self.teacher = load_teacher(recipe, ctx.device)
-                self.distiller.pairs = feature_pairs(recipe.distill, self.teacher.spec["name"], net_cfg.arch)
-                self._init_adapters()
+                self.distiller.pairs = feature_pairs(recipe.distill, self.teacher.spec, self.spec)
+                try:
+                    self._init_adapters()
+                except UnknownLayerError as exc:
+                    raise RecipeError(recipe.source, "distill.features", str(exc)) from None
         self.cache: dict[int, torch.Tensor] | None = self._cache_policy()
         self.wrapped: nn.Module = self.model
         if ctx.distributed:
@@ -238,11 +241,12 @@ class _Loop:
 
     def fit(self) -> None:
         """Train to the end (epochs or max_steps), validating, checkpointing and reporting on the way."""
-        ctx, cfg, st = self.ctx, self.cfg, self.state
+        ctx, cfg = self.ctx, self.cfg
         if self.resume:
             self._restore()
         elif ctx.is_main:
             self._write_run_files()
+        st = self.state
         total_steps = cfg.epochs * self.steps_per_epoch
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
@@ -259,6 +263,9 @@ class _Loop:
                     raise TrainingInterrupted(f"interrupted at step {st.step}: resume with --resume "
                                               f"--out {self.run_dir}")
                 finished_epoch = st.step_in_epoch >= self.steps_per_epoch
+                if not losses and not finished_epoch:  # never loop without progress
+                    raise KdviewerError(f"epoch {st.epoch} gave no training batch (step {st.step_in_epoch} of "
+                                        f"{self.steps_per_epoch}); is the training split empty?")
                 val = self._validate()
                 entry = {"epoch": st.epoch, "step": st.step, "train_loss": sum(losses) / max(len(losses), 1),
                          "val": val}

@@ -94,12 +94,14 @@ class Distiller(nn.Module):
         return self.task.hard_loss(s_out, batch) + cfg.feature_weight * feat
 
 
-def feature_pairs(cfg: DistillConfig, teacher_arch: str, student_arch: str) -> list[tuple[str, str]]:
+def feature_pairs(cfg: DistillConfig, teacher_spec: dict[str, Any], student_spec: dict[str, Any]
+                  ) -> list[tuple[str, str]]:
     """The (teacher layer, student layer) pairs: the recipe's, or the nets' suggested ones for feature methods."""
     if cfg.features:
         return [tuple(p) for p in cfg.features]  # type: ignore[misc]
     if cfg.method not in FEATURE_METHODS:
         return []
-    t_names, s_names = feature_layers(teacher_arch), feature_layers(student_arch)
+    t_names = feature_layers(teacher_spec["name"], **teacher_spec["kwargs"])
+    s_names = feature_layers(student_spec["name"], **student_spec["kwargs"])
     k = min(len(t_names), len(s_names))
     return list(zip(t_names[-k:], s_names[-k:], strict=True))

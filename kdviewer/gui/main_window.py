@@ -1,4 +1,5 @@
-"""The main window: views in the centre, series and tags in docks, loading in a background thread."""
+"""The main window: views in the centre, series and tags in docks on the left, the AI panel on the right,
+loading in a background thread."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QLabel,
+    QListWidgetItem,
     QMainWindow,
     QProgressBar,
     QPushButton,
 )
 
+from kdviewer.errors import KdviewerError
 from kdviewer.gui import actions
+from kdviewer.gui.ai_panel import AiPanel
+from kdviewer.gui.ai_worker import TaskThread
 from kdviewer.gui.dialogs import HelpDialog, SkippedFilesDialog, show_error
 from kdviewer.gui.geometry import preview_volume
 from kdviewer.gui.loader import LoadThread
@@ -24,9 +29,11 @@ from kdviewer.gui.settings import ViewerSettings
 from kdviewer.gui.tags_panel import TagsPanel
 from kdviewer.gui.view_grid import ViewGrid
 from kdviewer.gui.viewer_state import FILE_PRESET, ViewerState
+from kdviewer.study.dicom_tags import TagRow, read_file_rows, volume_info_rows
 from kdviewer.study.volume import Volume
 
 ErrorFunction = Callable[[QMainWindow, str, str], object]
+DOCK_WIDTHS_PX = {"tags": 360, "ai": 340}  # first start; later the saved window state wins
 
 
 class MainWindow(QMainWindow):
@@ -52,6 +59,10 @@ class MainWindow(QMainWindow):
         self.series_number = -1
         self.pending_overlay: Path | None = None
         self._previous: Volume | None = None  # shown again if a load fails
+        self.session_series: list[Volume] = []  # series made in this session (AI enhancement), after the scan's
+        self._loaded: tuple[int, Volume] | None = None  # the scan's series last decoded, kept to switch back
+        self._files: tuple[Path, ...] = ()  # the files of the series shown (for the tags panel)
+        self._tags_file: Path | None = None
         self._build_docks()
         actions.build_menus(self)
         actions.build_toolbar(self)
@@ -64,6 +75,9 @@ class MainWindow(QMainWindow):
         self._update_recent_menu()
         self._sync_layout_controls()
         self.resize(1400, 800)
+        docks = {d.objectName(): d for d in self.findChildren(QDockWidget)}
+        self.resizeDocks([docks["tags"], docks["ai"]], [DOCK_WIDTHS_PX["tags"], DOCK_WIDTHS_PX["ai"]],
+                         Qt.Orientation.Horizontal)
         if (geometry := self.settings.geometry()) is not None:
             self.restoreGeometry(geometry)
         if (window_state := self.settings.window_state()) is not None:
@@ -79,6 +93,12 @@ class MainWindow(QMainWindow):
             dock.setObjectName(name)
             dock.setWidget(widget)
             self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.ai = AiPanel(self.state, self.grid, self.add_series, self.show_volume,
+                          lambda parent, title, message: self.show_error(parent, title, message), parent=self)
+        dock = QDockWidget("AI models", self)
+        dock.setObjectName("ai")
+        dock.setWidget(self.ai)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
 
     def _build_status(self) -> None:
         self.readout = QLabel("", self)
@@ -104,9 +124,59 @@ class MainWindow(QMainWindow):
         self._start(LoadThread(path=path, series=series, parent=self), series)
 
     def load_series(self, number: int) -> None:
-        """Load series `number` of the last scan (the series browser's double-click)."""
-        if self.scan is not None and 0 <= number < len(self.scan.series):
+        """Load series `number` of the last scan, or a series of this session after them (the browser's double-click)."""
+        scanned = len(self.scan.series) if self.scan is not None else 0
+        if scanned <= number < scanned + len(self.session_series):
+            self.show_volume(self.session_series[number - scanned])
+        elif self._loaded is not None and self._loaded[0] == number and not self.is_loading():
+            self.show_volume(self._loaded[1])  # already decoded: switch back at once
+        elif 0 <= number < scanned:
             self._start(LoadThread(refs=self.scan.series, series=number, thumbnails=False, parent=self), number)
+
+    def add_series(self, volume: Volume) -> int:
+        """Keep `volume` (e.g. an enhanced series) as a new series of the session; its browser number."""
+        self.session_series.append(volume)
+        number = (len(self.scan.series) if self.scan is not None else 0) + len(self.session_series) - 1
+        item = QListWidgetItem(session_series_summary(volume))
+        item.setToolTip("Made in this session (not saved until exported)")
+        self.browser.addItem(item)
+        return number
+
+    def show_volume(self, volume: Volume) -> None:
+        """Show a volume already in memory: a series of this session, or the scan's series last decoded."""
+        if self.is_loading():
+            return
+        scanned = len(self.scan.series) if self.scan is not None else 0
+        if self._loaded is not None and volume is self._loaded[1]:
+            number = self._loaded[0]
+            self._files = self.scan.series[number].files if self.scan is not None else ()
+        else:
+            number = scanned + next((n for n, v in enumerate(self.session_series) if v is volume), 0)
+            self._files = ()
+        self.series_number = number
+        self.state.set_volume(volume)
+        self.browser.mark_current(number)
+        self.update_tags()
+        self.volume_loaded.emit(volume)
+
+    def update_tags(self) -> None:
+        """Show the header of the file of the current axial slice (DICOM), else the file's or volume's metadata."""
+        volume = self.state.volume
+        if volume is None or self.state.preview:
+            return
+        path = current_file(self._files, volume, self.state)
+        if path is None:
+            self._tags_file = None
+            self.tags.set_rows(volume_info_rows(volume), volume.info.description or "(made in this session)")
+            return
+        if path == self._tags_file:
+            return
+        self._tags_file = path
+        try:
+            rows = read_file_rows(path)
+        except (KdviewerError, OSError) as exc:
+            rows = [TagRow("", "Error", "", str(exc))]
+        self.tags.set_rows(rows, str(path))
 
     def _start(self, thread: LoadThread, series: int) -> None:
         old = self.loader
@@ -145,6 +215,8 @@ class MainWindow(QMainWindow):
         if not self._current(self.sender()):
             return
         self.scan = result
+        self.session_series.clear()
+        self._loaded = None
         self.browser.set_series(result.series)
         n = len(result.skipped)
         self.skipped_button.setText(f"{n} file{'s' if n != 1 else ''} skipped…")
@@ -168,7 +240,10 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         self.state.set_volume(volume)
         self._previous = None
-        self.tags.set_tags(volume.info.tags)
+        self._loaded = (self.series_number, volume)
+        self._files = self.scan.series[self.series_number].files if self.scan is not None else ()
+        self._tags_file = None
+        self.update_tags()
         self.browser.mark_current(self.series_number)
         self.grid.views[self.grid.active].setFocus()  # keys scroll at once
         z, y, x = volume.shape
@@ -298,6 +373,8 @@ class MainWindow(QMainWindow):
             self.actions_by_name["toggle_overlay"].setChecked(has and self.state.overlay_visible)
         if event == "layout":
             self._sync_layout_controls()
+        if event == "cursor" and self._files:
+            self.update_tags()
 
     def _sync_layout_controls(self) -> None:
         layout = self.state.layout
@@ -322,12 +399,29 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt name
-        for thread in self.findChildren(LoadThread):  # never destroy a running QThread
+        for thread in (*self.findChildren(LoadThread), *self.findChildren(TaskThread)):  # never destroy a running QThread
             thread.cancel()
             thread.wait(10000)
         self.settings.set_geometry(self.saveGeometry(), self.saveState())
         self.settings.sync()
         super().closeEvent(event)
+
+
+def session_series_summary(volume: Volume) -> str:
+    """The series browser's two lines for a series made in this session."""
+    z, y, x = volume.shape
+    sx, sy, sz = volume.spacing
+    return (f"{volume.info.description or '(new series)'}\n{volume.info.modality}   {z} slice{'s' if z != 1 else ''}"
+            f"   {x}×{y}   {sx:.2f}×{sy:.2f}×{sz:.2f} mm   (this session)")
+
+
+def current_file(files: tuple[Path, ...], volume: Volume, state: ViewerState) -> Path | None:
+    """The file holding the current axial slice: one file per slice (classic DICOM), else the only file."""
+    if not files:
+        return None
+    if len(files) == volume.shape[0] and len(files) > 1 and state.geometry is not None:
+        return Path(files[state.geometry.original_index_xyz(state.cursor)[2]])
+    return Path(files[0])
 
 
 def _default_show_error(parent: QMainWindow, title: str, message: str) -> object:

@@ -71,3 +71,27 @@ def blend_overlay(rgba: np.ndarray, labels: np.ndarray, opacity: float) -> np.nd
     base = rgba[mask][:, :3].astype(np.float32)
     rgba[mask, :3] = np.rint(base * (1 - opacity) + colors * opacity).astype(np.uint8)
     return rgba
+
+
+def label_outline(labels: np.ndarray) -> np.ndarray:
+    """The boundary pixels of each region of a (h, w) label plane (others 0): the overlay's outline mode."""
+    labels = np.asarray(labels)
+    padded = np.pad(labels, 1, mode="edge")
+    centre = padded[1:-1, 1:-1]
+    inner = ((padded[:-2, 1:-1] == centre) & (padded[2:, 1:-1] == centre)
+             & (padded[1:-1, :-2] == centre) & (padded[1:-1, 2:] == centre))
+    return np.where(inner, 0, labels).astype(labels.dtype, copy=False)
+
+
+def heat_lut() -> np.ndarray:
+    """(256, 4) uint8 RGBA lookup table for a uint8 saliency map: transparent at 0, dark red to yellow."""
+    t = np.linspace(0.0, 1.0, 256)
+    lut = np.zeros((256, 4), dtype=np.uint8)
+    lut[:, 0] = np.rint(255 * np.clip(0.35 + 1.3 * t, 0, 1))
+    lut[:, 1] = np.rint(255 * np.clip(1.6 * t - 0.45, 0, 1))
+    lut[:, 2] = np.rint(255 * np.clip(3.0 * t - 2.2, 0, 1))
+    lut[:, 3] = np.rint(255 * np.clip(1.2 * t, 0, 0.6))  # low saliency fades out; the image shows through
+    return lut
+
+
+HEAT_LUT = heat_lut()

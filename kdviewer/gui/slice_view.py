@@ -1,5 +1,8 @@
 """One plane of the volume on screen: grey image, label overlay, crosshair, orientation letters.
 
+Also the AI results' layers: a saliency heat map, a short result text, the outline mode of the
+label overlay, and the before/after comparison of an enhanced series (`compare_view.CompareLayer`).
+
 A thin widget over `ViewerState`: it draws the state's plane with fixed levels (the window bounds,
 no per-frame conversion in Python) and the uint8 label plane through a colour lookup table, and
 hands every gesture back to the state.
@@ -14,14 +17,16 @@ from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QLabel
 
 from kdviewer.gui import planes
+from kdviewer.gui.compare_view import CompareLayer
 from kdviewer.gui.measure import Measurement
-from kdviewer.gui.overlay import LABEL_LUT
+from kdviewer.gui.overlay import HEAT_LUT, LABEL_LUT, label_outline
 from kdviewer.gui.view_box import SliceViewBox
 from kdviewer.gui.viewer_state import ViewerState
 from kdviewer.imaging.window import window_bounds
 
 CROSSHAIR_PEN = pg.mkPen((255, 200, 0, 160), width=1)
 MEASURE_PEN = pg.mkPen((0, 255, 120), width=2)
+LETTER_GAP_PX = 16  # the corner texts keep this far from an orientation letter, or move a line away
 SLICE_KEYS = {
     Qt.Key.Key_PageUp: 1, Qt.Key.Key_Up: 1, Qt.Key.Key_Right: 1,
     Qt.Key.Key_PageDown: -1, Qt.Key.Key_Down: -1, Qt.Key.Key_Left: -1,
@@ -47,8 +52,15 @@ class SliceView(pg.GraphicsView):
         self.image = pg.ImageItem(axisOrder="row-major")
         self.labels = pg.ImageItem(axisOrder="row-major")
         self.labels.setZValue(1)
+        self.heat = pg.ImageItem(axisOrder="row-major")
+        self.heat.setZValue(1.5)
         self.box.addItem(self.image)
         self.box.addItem(self.labels)
+        self.box.addItem(self.heat)
+        self.outline = False  # draw label boundaries only
+        self.heat_lps: np.ndarray | None = None  # (z, y, x) uint8 saliency in LPS order, or None
+        self.heat_visible = True
+        self._heat_version = 0
         self.vline = pg.InfiniteLine(angle=90, pen=CROSSHAIR_PEN, movable=False)
         self.hline = pg.InfiniteLine(angle=0, pen=CROSSHAIR_PEN, movable=False)
         for line in (self.vline, self.hline):
@@ -61,6 +73,10 @@ class SliceView(pg.GraphicsView):
             self.box.addItem(item, ignoreBounds=True)
         self.edge = {side: self._make_label() for side in ("top", "bottom", "left", "right")}
         self.corner = self._make_label()
+        self.ai_text = self._make_label()
+        self.ai_text.setStyleSheet("color: rgb(120, 230, 255); background: rgba(0, 0, 0, 140); padding: 2px;")
+        self.ai_text.hide()
+        self.compare = CompareLayer(self)
         self.setFocusPolicy(Qt.FocusPolicy.WheelFocus)
         self.scene().sigMouseMoved.connect(self._mouse_moved)
         self._shape: tuple[int, ...] | None = None
@@ -100,7 +116,8 @@ class SliceView(pg.GraphicsView):
         """Draw the state's current plane and overlay (only when they changed), crosshair and texts."""
         state = self.state
         index = state.slice_index(self.view)
-        key = (index, state.window, state.overlay_version, state.overlay_opacity, state.overlay_visible)
+        key = (index, state.window, state.overlay_version, state.overlay_opacity, state.overlay_visible,
+               self.outline, self._heat_version, self.heat_visible)
         if key != self._drawn:
             self._drawn = key
             self._draw_images()
@@ -111,6 +128,7 @@ class SliceView(pg.GraphicsView):
         linked = len(state.views) > 1 and not state.preview  # no crosshair on a lone 2-D image
         self.vline.setVisible(linked)
         self.hline.setVisible(linked)
+        self.compare.update()
 
     def _draw_images(self) -> None:
         state = self.state
@@ -126,27 +144,67 @@ class SliceView(pg.GraphicsView):
         if labels is None or not state.overlay_visible:
             self.labels.hide()
         else:
+            if self.outline:
+                labels = label_outline(labels)
             self.labels.setImage(labels, autoLevels=False, levels=(0, 255), lut=LABEL_LUT)
             self.labels.setOpacity(state.overlay_opacity)
             self.labels.show()
             if self._labels_rect != rect:
                 self._labels_rect = rect
                 self.labels.setRect(rect)
+        self._draw_heat(rect)
         index, count = state.slice_index(self.view), state.slice_count(self.view)
         c, w = state.window
         oblique = state.geometry.obliquity_deg
         tilt = f"   oblique {oblique:.0f}°" if oblique >= 1 else ""  # shown on its nearest axes, not resampled
         self.corner.setText(f"{self.view} {index + 1}/{count}  W{w:.0f} L{c:.0f}{tilt}")
-        self.corner.adjustSize()
-        self.corner.move(4, self.height() - self.corner.height() - 4)
+        self._place_corner()
         visible = [m for m in self.measurements if m.slice_index == index]
         self._show_ruler(visible[-1] if visible else None)
+
+    def _draw_heat(self, rect: QRectF) -> None:
+        state = self.state
+        heat = self.heat_lps
+        if heat is None or not self.heat_visible or heat.shape[:3] != state.array_lps.shape[:3]:
+            self.heat.hide()
+            return
+        self.heat.setImage(planes.plane(heat, self.view, state.slice_index(self.view)),
+                           autoLevels=False, levels=(0, 255), lut=HEAT_LUT)
+        self.heat.setRect(rect)
+        self.heat.show()
+
+    # -- AI layers (set by the AI panel through the ViewGrid) ---------------------------------
+    def set_heatmap(self, heat_lps: np.ndarray | None) -> None:
+        """Show a (z, y, x) uint8 saliency map in LPS order over the image (None: remove it)."""
+        self.heat_lps = heat_lps
+        self._heat_version += 1
+        if self.state.volume is not None and self.view in self.state.views:
+            self.redraw()
+
+    def set_heat_visible(self, visible: bool) -> None:
+        """Show or hide the saliency map (kept)."""
+        self.heat_visible = bool(visible)
+        if self.state.volume is not None and self.view in self.state.views:
+            self.redraw()
+
+    def set_outline(self, outline: bool) -> None:
+        """Draw the label overlay as outlines (True) or filled regions (False)."""
+        self.outline = bool(outline)
+        if self.state.volume is not None and self.view in self.state.views:
+            self.redraw()
+
+    def set_ai_text(self, text: str) -> None:
+        """A short result line in the view's top-left corner ("" hides it)."""
+        self.ai_text.setText(text)
+        self.ai_text.setVisible(bool(text))
+        self._place_labels()
 
     def blank(self) -> None:
         """Show nothing (this view has no plane of the current volume, e.g. a 2-D image)."""
         self.image.clear()
-        for item in (self.labels, self.vline, self.hline):
+        for item in (self.labels, self.heat, self.vline, self.hline):
             item.hide()
+        self.compare.update()
         self._shape = self._labels_rect = self._drawn = None
         self.clear_measurements()
         self.corner.setText("")
@@ -162,23 +220,39 @@ class SliceView(pg.GraphicsView):
     def resizeEvent(self, ev) -> None:  # noqa: N802 - Qt name
         """Keep the plane fitted (until the user zooms or pans) and the letters on the edges."""
         super().resizeEvent(ev)
-        if not hasattr(self, "corner"):  # pyqtgraph resizes during its own __init__
+        if not hasattr(self, "compare"):  # pyqtgraph resizes during its own __init__
             return
         if self.auto_fit:
             self.reset_view()
         self._place_labels()
 
     def _place_labels(self) -> None:
-        """Orientation letters on the middles of the edges, slice/window text bottom left."""
+        """Orientation letters on the middles of the edges, slice/window text bottom left, AI text top left."""
         w, h = self.width(), self.height()
-        for label in (*self.edge.values(), self.corner):
+        for label in (*self.edge.values(), self.ai_text):
             label.adjustSize()
         e = self.edge
         e["top"].move((w - e["top"].width()) // 2, 4)
         e["bottom"].move((w - e["bottom"].width()) // 2, h - e["bottom"].height() - 4)
         e["left"].move(4, (h - e["left"].height()) // 2)
         e["right"].move(w - e["right"].width() - 4, (h - e["right"].height()) // 2)
-        self.corner.move(4, h - self.corner.height() - 4)
+        top_y = 4
+        if e["top"].text() and 4 + self.ai_text.width() + LETTER_GAP_PX > e["top"].x():
+            top_y = e["top"].y() + e["top"].height() + 2  # below the letter when they would overlap
+        self.ai_text.move(4, top_y)
+        self._place_corner()
+
+    def _place_corner(self) -> None:
+        """Slice/window text bottom left; one line higher when it would reach the bottom letter."""
+        self.corner.adjustSize()
+        bottom = self.edge["bottom"]
+        y = self.height() - self.corner.height() - 4
+        if bottom.text():
+            bottom.adjustSize()
+            letter_x = (self.width() - bottom.width()) // 2
+            if 4 + self.corner.width() + LETTER_GAP_PX > letter_x:
+                y = self.height() - bottom.height() - 4 - self.corner.height() - 2
+        self.corner.move(4, y)
 
     # -- gestures (called by SliceViewBox) ---------------------------------------------------
     def to_pixel(self, x_mm: float, y_mm: float) -> tuple[float, float]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
 from kdviewer.gui.planes import VIEWS
 from kdviewer.gui.slice_view import SliceView
 from kdviewer.gui.viewer_state import ViewerState
+from kdviewer.study.volume import Volume
 
 POSITIONS = {
     "1x3": {"axial": (0, 0), "coronal": (0, 1), "sagittal": (0, 2)},
@@ -88,3 +90,34 @@ class ViewGrid(QWidget):
     def visible_views(self) -> list[SliceView]:
         """The slice views on screen now."""
         return [v for v in self.views.values() if not v.isHidden()]
+
+    # -- AI layers, on every view ------------------------------------------------------------
+    def set_heatmap(self, heat_lps: np.ndarray | None) -> None:
+        """A (z, y, x) uint8 saliency map in LPS order over every view (None: remove it)."""
+        for view in self.views.values():
+            view.set_heatmap(heat_lps)
+
+    def set_heat_visible(self, visible: bool) -> None:
+        """Show or hide the saliency map."""
+        for view in self.views.values():
+            view.set_heat_visible(visible)
+
+    def set_outline(self, outline: bool) -> None:
+        """Label overlay as outlines (True) or filled (False)."""
+        for view in self.views.values():
+            view.set_outline(outline)
+
+    def set_ai_text(self, text: str) -> None:
+        """A short AI result line in each view's corner ("" hides it)."""
+        for view in self.views.values():
+            view.set_ai_text(text)
+
+    def set_compare(self, before: Volume | None, after: Volume | None) -> None:
+        """Compare `before` with its enhanced series `after` (divider views); None: no comparison."""
+        for view in self.views.values():
+            view.compare.set_pair(before, after)
+
+    def set_compare_enabled(self, enabled: bool) -> None:
+        """Show or hide the before/after divider in every view."""
+        for view in self.views.values():
+            view.compare.set_enabled(enabled)

@@ -7,23 +7,25 @@ The nodule model (all sizes in mm, from `spacing_mm`):
 
 - Shape: an ellipsoid (axis ratios 0.7–1, random orientation) whose radius varies smoothly with
   direction, r(u) = r0 · (1 + Σ_j a_j cos(k_j·π·(u·v_j) + φ_j)) with a few random unit vectors v_j and
-  low frequencies k_j ∈ [1, 3]: a lobulated, not spiky, outline. `diameter_mm` is the nominal diameter
+  low frequencies k_j ∈ [0.5, 2]: a lobulated, not spiky, outline. `diameter_mm` is the nominal diameter
   2·r0 (geometric mean of the axes); the drawn outline stays within ±20 % of it.
 - Partial volume: the occupancy f(x) ∈ [0, 1] falls off across the outline as an error function with
   a width of 0.4–0.9 mm (solid) or 0.8–2 mm (ground glass), so edges are soft as in a reconstructed CT.
 - Intensity: solid 0…60 HU, ground glass −600…−300 HU; part-solid = a ground-glass nodule with a solid
   core of 30–60 % of its diameter. Solid parts get correlated noise and a faint low-frequency texture
-  scaled to the local CT noise (estimated from the high-pass of the lung around the nodule), so they
-  are not flat. Solid blending: new = max(orig, profile), profile = bg + f·(level − bg) (vessels and
-  the chest wall stay where they are brighter). Ground glass blending is additive, so the lung texture
-  shows through: new = orig + f·(level − bg)·w(orig), with w = 1 at the parenchyma level falling to
-  0 at soft tissue (0 HU): vessels inside a ground-glass opacity are not brightened.
+  scaled to the CT noise of the lung (the robust std of the image's high-pass), so they are not flat.
+  Solid blending is a partial-volume mix that never darkens: new = max(orig, (1 − f)·orig + f·tissue),
+  tissue = level + texture + noise (vessels and the chest wall stay where they are brighter).
+  Ground-glass blending is additive, so the lung texture shows through: new = orig + f·(level − bg)·w,
+  bg = the median lung HU around the nodule, w = 1 at the parenchyma level falling to 0 at soft tissue
+  (0 HU): vessels inside a ground-glass opacity are not brightened.
 - Placement: the centre is drawn so that the whole outline lies inside the lung mask (distance to the
   mask's edge ≥ the largest radius + the edge width), nodules apart from each other; with probability
   `juxta_pleural` (default 0.25) the nodule is pushed against the edge instead (centre at 0.8–1.0 of
   its radius from it): a juxta-pleural nodule touching the chest wall or mediastinum.
 - The mask (uint8, 1 = nodule) is where the nodule raises the HU by at least half of its contrast
-  (level − local parenchyma, computed without the noise), holes filled, inside the lung mask. So a
+  (level − bg, the raise computed without noise or texture; for part-solid nodules the ground-glass
+  part's), holes filled, inside the lung mask. So a
   part over the chest wall or a vessel that is already brighter is not labelled, and the label is
   what a reader would outline at the half-maximum of the edge.
 
@@ -124,7 +126,7 @@ class _Shape:
         self.rot = _random_rotation(ndim, rng)
         m = 3
         self.v = _unit_vectors(m, ndim, rng)
-        self.k = rng.uniform(1.0, 3.0, size=m)
+        self.k = rng.uniform(0.5, 2.0, size=m)
         self.phase = rng.uniform(0, 2 * np.pi, size=m)
         self.a = rng.uniform(0, lobulation, size=m) / m * 2
         # the outline's largest radius: axes × (1 + Σ|a|)
@@ -267,25 +269,23 @@ def _try_one(img: np.ndarray, mask: np.ndarray, lung: np.ndarray, dist_mm: np.nd
     bg = float(np.median(orig[region_lung])) if region_lung.any() else -850.0
     bg = min(bg, -700.0)  # the parenchyma level, even when a vessel sits at the centre
 
+    core_level = None
     if kind == "solid":
         level = rng.uniform(*SOLID_HU)
-        new, clean_raise = _blend_solid(orig, f, level, bg, noise_hu, rng)
-        contrast = level - bg
-        core_level = None
+        new, clean_raise = _blend_solid(orig, f, level, noise_hu, rng)
     else:
         level = rng.uniform(*GROUND_GLASS_HU)
         w = np.clip((SOFT_TISSUE_HU - orig) / (SOFT_TISSUE_HU - bg), 0.0, 1.0)
         texture = _matched_noise(orig.shape, 0.3 * noise_hu, rng) * f
         new = orig + f * (level - bg) * w + texture
         clean_raise = f * (level - bg) * w
-        contrast = level - bg
-        core_level = None
         if kind == "part_solid":
             core_level = rng.uniform(*SOLID_HU)
             core = _Shape(diameter / 2 * rng.uniform(0.3, 0.6), rng.uniform(0.4, 0.9), img.ndim, rng, lobulation)
             offset = rng.normal(scale=0.15 * diameter / 2, size=img.ndim)  # core a little off-centre
             fc = core.occupancy(_offsets_mm(box, center + offset / spacing, spacing)).astype(np.float32)
-            new, _ = _blend_solid(new, fc, core_level, bg, noise_hu, rng)
+            new, _ = _blend_solid(new, fc, core_level, noise_hu, rng)
+    contrast = level - bg
     label = clean_raise >= 0.5 * contrast
     label = _fill_holes(label) & region_lung
     if not label.any():
@@ -297,15 +297,16 @@ def _try_one(img: np.ndarray, mask: np.ndarray, lung: np.ndarray, dist_mm: np.nd
                   None if core_level is None else float(core_level), juxta)
 
 
-def _blend_solid(orig: np.ndarray, f: np.ndarray, level: float, bg: float, noise_hu: float,
+def _blend_solid(orig: np.ndarray, f: np.ndarray, level: float, noise_hu: float,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """max(orig, bg + f·(level + texture + noise − bg)): (new image, noise-free raise over orig)."""
+    """Partial-volume mix of a solid nodule into `orig`, never darker than it (module docstring).
+
+    Returns (new image, noise-free raise over orig = f·max(level − orig, 0))."""
     texture = ndimage.gaussian_filter(rng.normal(size=orig.shape), 2.0)
     texture = texture / max(float(texture.std()), 1e-6) * 8.0  # faint internal heterogeneity, ±8 HU
-    noise = _matched_noise(orig.shape, noise_hu, rng)
-    profile = bg + f * (level + texture + noise - bg)
-    clean = bg + f * (level - bg)
-    return np.maximum(orig, profile).astype(np.float32), np.maximum(clean - orig, 0.0)
+    tissue = level + texture + _matched_noise(orig.shape, noise_hu, rng)
+    new = np.maximum(orig, (1.0 - f) * orig + f * tissue)
+    return new.astype(np.float32), f * np.maximum(level - orig, 0.0)
 
 
 def _fill_holes(label: np.ndarray) -> np.ndarray:

@@ -6,12 +6,16 @@ than two classes), confusion. segment: dice, jaccard, hd95_mm (means over the im
 or the prediction is non-empty, inside the field of view when the layout has one), auc of the pixel
 probabilities. restoration: psnr, ssim of the output and psnr_input, ssim_input of the degraded input,
 both against the clean image (see `evaluate_restore`).
+
+Two steps, so a teacher-student comparison scores exactly what `kdviewer evaluate` scores:
+`evaluate_items` yields one `CaseRecord` per item, `summarise_records` turns the records into the metrics.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,34 @@ from kdviewer.study.datasets import DatasetLayoutError, Item, LabelledDataset, o
 AUC_MAX_PIXELS = 4_000_000  # pixels pooled for the segmentation AUC (sampled evenly beyond that)
 
 
+@dataclass(frozen=True, eq=False)
+class CaseRecord:
+    """One item scored by one model.
+
+    key: the item's key; latency_ms: preprocessing and inference of this item.
+    classify: label (true class), probabilities (K,) float32.
+    segment: scores {dice, jaccard, hd95_mm} (empty when truth and prediction are both empty: not
+    scored), truth_pixels / predicted_pixels (foreground inside the field of view), auc_scores /
+    auc_truth (the pixel samples pooled for the AUC, every auc_stride-th pixel).
+    restore: scores {psnr, ssim, psnr_input, ssim_input}.
+    prediction / target (only with ``keep_arrays``): segment (H, W) uint8 labels and truth inside the field
+    of view; restore the output and the clean image (H, W) float32 in model units.
+    """
+
+    key: str
+    latency_ms: float
+    label: int | None = None
+    probabilities: np.ndarray | None = field(default=None, repr=False)
+    scores: dict[str, float] = field(default_factory=dict)
+    truth_pixels: int | None = None
+    predicted_pixels: int | None = None
+    auc_scores: np.ndarray | None = field(default=None, repr=False)
+    auc_truth: np.ndarray | None = field(default=None, repr=False)
+    auc_stride: int = 1
+    prediction: np.ndarray | None = field(default=None, repr=False)
+    target: np.ndarray | None = field(default=None, repr=False)
+
+
 def choose_split(ds: LabelledDataset, split: str | None) -> str:
     """The split to score: the one asked for, or the only one; several and none asked: an error listing them."""
     if split is not None:
@@ -40,6 +72,17 @@ def choose_split(ds: LabelledDataset, split: str | None) -> str:
     raise DatasetLayoutError(ds.path, f"holds several splits ({', '.join(ds.splits)}); choose one with --split")
 
 
+def dataset_items(data_path: str | Path, task: str, split: str | None = None, *, layout: str = "auto",
+                  limit: int | None = None) -> tuple[LabelledDataset, str, list[Item]]:
+    """(data set, split name, its first `limit` items) for a model of `task`; an empty split is an error."""
+    ds = open_dataset(data_path, layout, task)
+    name = choose_split(ds, split)
+    items = ds.items(name)[: limit or None]
+    if not items:
+        raise DatasetLayoutError(ds.path, f"split {name!r} is empty")
+    return ds, name, items
+
+
 def evaluate_model(model: Model, data_path: str | Path, split: str | None = None, *, layout: str = "auto",
                    threads: int | None = None, limit: int | None = None, progress: Progress = None,
                    cancel: CancelFlag = None) -> dict[str, Any]:
@@ -48,21 +91,37 @@ def evaluate_model(model: Model, data_path: str | Path, split: str | None = None
     limit: score only the first N items of the split (stable order). Raises `DatasetLayoutError` for
     data that does not fit, `ModelInputError` when the data's images do not fit the model.
     """
-    ds = open_dataset(data_path, layout, model.task)
-    name = choose_split(ds, split)
-    items = ds.items(name)[: limit or None]
-    if not items:
-        raise DatasetLayoutError(ds.path, f"split {name!r} is empty")
-    if model.task == "classify":
-        metrics = evaluate_classify(model, items, threads, progress, cancel)
-    elif model.task == "segment":
-        metrics = evaluate_segment(model, items, threads, progress, cancel)
-    else:
-        from kdviewer.runtime.evaluate_restore import evaluate_restore
+    ds, name, items = dataset_items(data_path, model.task, split, layout=layout, limit=limit)
+    records = list(evaluate_items(model, items, threads, progress, cancel))
+    return {**result_head(model, ds, name), **summarise_records(model, records)}
 
-        metrics = evaluate_restore(model, items, threads, progress, cancel)
-    head = {"model": model.id, "task": model.task, "data": str(ds.path), "layout": ds.layout, "split": name}
-    return {**head, **metrics}
+
+def result_head(model: Model, ds: LabelledDataset, split: str) -> dict[str, Any]:
+    """The first keys of `evaluate_model`'s result: model, task, data, layout, split."""
+    return {"model": model.id, "task": model.task, "data": str(ds.path), "layout": ds.layout, "split": split}
+
+
+def evaluate_items(model: Model, items: Sequence[Item], threads: int | None = None, progress: Progress = None,
+                   cancel: CancelFlag = None, *, keep_arrays: bool = False) -> Iterator[CaseRecord]:
+    """One `CaseRecord` per item, in order, for the model's task; progress(done, total) after each."""
+    if model.task == "classify":
+        return _classify_records(model, items, threads, progress, cancel)
+    if model.task == "segment":
+        return _segment_records(model, items, threads, progress, cancel, keep_arrays)
+    from kdviewer.runtime.evaluate_restore import restore_records
+
+    return restore_records(model, items, threads, progress, cancel, keep_arrays=keep_arrays)
+
+
+def summarise_records(model: Model, records: Sequence[CaseRecord]) -> dict[str, Any]:
+    """The metrics dict of `evaluate_model` (without its head) from the records of `evaluate_items`."""
+    if model.task == "classify":
+        return summarise_classify(model, records)
+    if model.task == "segment":
+        return summarise_segment(records)
+    from kdviewer.runtime.evaluate_restore import summarise_restore
+
+    return summarise_restore(model, records)
 
 
 def _median(latencies: Sequence[float]) -> float:
@@ -73,26 +132,33 @@ def _image_of(model: Model, item: Item, sample) -> np.ndarray:
     return item.load_slices(model.slices) if model.slices > 1 and item.slice_index is not None else sample.image
 
 
-def evaluate_classify(model: Model, items: Sequence[Item], threads: int | None = None,
-                      progress: Progress = None, cancel: CancelFlag = None) -> dict[str, Any]:
-    """classification_metrics over the items (class 1's probability for two classes), plus latency."""
-    probs, labels, latencies = [], [], []
+def _classify_records(model: Model, items: Sequence[Item], threads: int | None, progress: Progress,
+                      cancel: CancelFlag) -> Iterator[CaseRecord]:
     for k, item in enumerate(items):
         check_cancel(cancel, "evaluation")
         sample = item.load()
         if sample.label is None:
             raise ModelInputError(None, f"item {item.key} has no class label")
         result = classify_image(model, _image_of(model, item, sample), threads=threads)
-        probs.append(result.probabilities)
-        labels.append(int(sample.label))
-        latencies.append(result.latency_ms)
+        yield CaseRecord(item.key, result.latency_ms, label=int(sample.label), probabilities=result.probabilities)
         report(progress, k + 1, len(items))
-    p = np.stack(probs)
+
+
+def summarise_classify(model: Model, records: Sequence[CaseRecord]) -> dict[str, Any]:
+    """classification_metrics over the records (class 1's probability for two classes), plus latency."""
+    p = np.stack([r.probabilities for r in records])
+    labels = [int(r.label) for r in records]
     if int(max(labels)) >= p.shape[1]:
         raise ModelInputError(model.onnx_path, f"the data has class {max(labels)}, the model only {p.shape[1]} classes")
     out = classification_metrics(np.asarray(labels), p[:, 1] if p.shape[1] == 2 else p)
-    out["latency_ms_median"] = _median(latencies)
+    out["latency_ms_median"] = _median([r.latency_ms for r in records])
     return out
+
+
+def evaluate_classify(model: Model, items: Sequence[Item], threads: int | None = None,
+                      progress: Progress = None, cancel: CancelFlag = None) -> dict[str, Any]:
+    """classification_metrics over the items (class 1's probability for two classes), plus latency."""
+    return summarise_classify(model, list(_classify_records(model, items, threads, progress, cancel)))
 
 
 def _image_scores(pred: np.ndarray, truth: np.ndarray, n_labels: int, spacing) -> tuple[float, float, float]:
@@ -107,15 +173,10 @@ def _image_scores(pred: np.ndarray, truth: np.ndarray, n_labels: int, spacing) -
     return float(np.mean(d)), float(np.mean(j)), float(np.mean(h))
 
 
-def evaluate_segment(model: Model, items: Sequence[Item], threads: int | None = None,
-                     progress: Progress = None, cancel: CancelFlag = None) -> dict[str, Any]:
-    """Per-image dice, jaccard, hd95 (mm when the data gives a spacing, else pixels), pooled pixel AUC."""
+def _segment_records(model: Model, items: Sequence[Item], threads: int | None, progress: Progress,
+                     cancel: CancelFlag, keep_arrays: bool) -> Iterator[CaseRecord]:
     pred = SlicePredictor(model, threads)
     n_labels = max(len(model.labels), 2)
-    scores: list[tuple[float, float, float]] = []
-    latencies: list[float] = []
-    fg_scores: list[np.ndarray] = []
-    fg_truth: list[np.ndarray] = []
     stride = 1
     for k, item in enumerate(items):
         check_cancel(cancel, "evaluation")
@@ -130,27 +191,45 @@ def evaluate_segment(model: Model, items: Sequence[Item], threads: int | None = 
             probs = np.moveaxis(resize_2d(np.moveaxis(probs, 0, -1), hw, order=1), -1, 0)
         labels = postprocess_labels(probabilities_to_labels(probs[None], model.postprocess)[0],
                                     model.postprocess, n_labels)
-        latencies.append((time.perf_counter() - t0) * 1000.0)
+        latency_ms = (time.perf_counter() - t0) * 1000.0
         truth = np.asarray(sample.mask).astype(np.int64)
         fov = np.ones(hw, bool) if sample.fov is None else np.asarray(sample.fov, bool)
+        labels_in, truth_in = np.where(fov, labels, 0), np.where(fov, truth, 0)
+        scores: dict[str, float] = {}
         if labels.any() or truth.any():
-            scores.append(_image_scores(np.where(fov, labels, 0), np.where(fov, truth, 0), n_labels,
-                                        sample.spacing_mm or 1.0))
+            d, j, h = _image_scores(labels_in, truth_in, n_labels, sample.spacing_mm or 1.0)
+            scores = {"dice": d, "jaccard": j, "hd95_mm": h}
         if k == 0:
             stride = max(1, int(np.ceil(len(items) * fov.sum() / AUC_MAX_PIXELS)))
-        fg_scores.append((1.0 - probs[0])[fov][::stride])
-        fg_truth.append((truth > 0)[fov][::stride])
+        yield CaseRecord(item.key, latency_ms, scores=scores, truth_pixels=int((truth_in > 0).sum()),
+                         predicted_pixels=int((labels_in > 0).sum()),
+                         auc_scores=(1.0 - probs[0])[fov][::stride], auc_truth=(truth > 0)[fov][::stride],
+                         auc_stride=stride,
+                         prediction=labels_in.astype(np.uint8) if keep_arrays else None,
+                         target=truth_in if keep_arrays else None)
         report(progress, k + 1, len(items))
-    arr = np.asarray(scores, dtype=float).reshape(-1, 3)
+
+
+def summarise_segment(records: Sequence[CaseRecord]) -> dict[str, Any]:
+    """Per-image dice, jaccard, hd95 (mm when the data gives a spacing, else pixels), pooled pixel AUC."""
+    scored = [r.scores for r in records if r.scores]
+    arr = np.asarray([(s["dice"], s["jaccard"], s["hd95_mm"]) for s in scored], dtype=float).reshape(-1, 3)
     hd = arr[:, 2][np.isfinite(arr[:, 2])]
     return {
-        "n": len(items),
+        "n": len(records),
         "n_scored": int(arr.shape[0]),
         "dice": float(arr[:, 0].mean()) if arr.size else float("nan"),
         "jaccard": float(arr[:, 1].mean()) if arr.size else float("nan"),
         "hd95_mm": float(hd.mean()) if hd.size else float("nan"),
         "hd95_missed": int(arr.shape[0] - hd.size),
-        "auc": roc_auc(np.concatenate(fg_truth), np.concatenate(fg_scores)),
-        "auc_pixel_stride": stride,
-        "latency_ms_median": _median(latencies),
+        "auc": roc_auc(np.concatenate([r.auc_truth for r in records]),
+                       np.concatenate([r.auc_scores for r in records])),
+        "auc_pixel_stride": records[0].auc_stride if records else 1,
+        "latency_ms_median": _median([r.latency_ms for r in records]),
     }
+
+
+def evaluate_segment(model: Model, items: Sequence[Item], threads: int | None = None,
+                     progress: Progress = None, cancel: CancelFlag = None) -> dict[str, Any]:
+    """Per-image dice, jaccard, hd95 (mm when the data gives a spacing, else pixels), pooled pixel AUC."""
+    return summarise_segment(list(_segment_records(model, items, threads, progress, cancel, False)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from kdviewer.imaging.metrics import psnr, ssim
 from kdviewer.imaging.preprocess import to_channels
 from kdviewer.imaging.resample import resize_2d
 from kdviewer.runtime.control import CancelFlag, Progress, check_cancel, report
+from kdviewer.runtime.evaluate import CaseRecord
 from kdviewer.runtime.registry import Model
 from kdviewer.runtime.session import make_runner
 from kdviewer.runtime.tiling import predict_tiled
@@ -88,13 +89,16 @@ def degraded_pair(model: Model, image: np.ndarray, spacing_mm, rng: np.random.Ge
     return gaussian_noise(target, float(deg.get("sigma", 0.05)), rng), target
 
 
-def evaluate_restore(model: Model, items: Sequence[Item], threads: int | None = None,
-                     progress: Progress = None, cancel: CancelFlag = None, seed: int = 0) -> dict[str, Any]:
-    """Mean PSNR (dB) and SSIM of the output and of the (upsampled) degraded input against the clean image."""
+def restore_records(model: Model, items: Sequence[Item], threads: int | None = None, progress: Progress = None,
+                    cancel: CancelFlag = None, seed: int = 0, *, keep_arrays: bool = False) -> Iterator[CaseRecord]:
+    """One record per item: PSNR (dB) and SSIM of the output and of the (upsampled) degraded input.
+
+    The degradations are drawn from one generator seeded with `seed`, item after item, so two models
+    with the same degradation and intensity map see the same degraded inputs.
+    """
     run = make_runner(model, threads)
     rng = np.random.default_rng(seed)
     windowed = model.preprocess.get("normalize") == "window"
-    rows, latencies = [], []
     for k, item in enumerate(items):
         check_cancel(cancel, "evaluation")
         sample = item.load()
@@ -102,14 +106,27 @@ def evaluate_restore(model: Model, items: Sequence[Item], threads: int | None = 
         t0 = time.perf_counter()
         x_in = np.repeat(x[None, None], model.channels, axis=1)
         out = predict_tiled(run, x_in, model.input_hw, cancel=cancel)[0, 0]
-        latencies.append((time.perf_counter() - t0) * 1000.0)
+        latency_ms = (time.perf_counter() - t0) * 1000.0
         out = out[: target.shape[0], : target.shape[1]]
         base = x if x.shape == target.shape else resize_2d(x, target.shape, order=3)
         span = 1.0 if windowed else float(target.max() - target.min()) or 1.0
-        rows.append((psnr(out, target, span), ssim(out, target, span), psnr(base, target, span),
-                     ssim(base, target, span)))
+        scores = {"psnr": psnr(out, target, span), "ssim": ssim(out, target, span),
+                  "psnr_input": psnr(base, target, span), "ssim_input": ssim(base, target, span)}
+        yield CaseRecord(item.key, latency_ms, scores=scores, prediction=out if keep_arrays else None,
+                         target=target if keep_arrays else None)
         report(progress, k + 1, len(items))
-    r = np.asarray(rows, dtype=float)
-    return {"n": len(items), "psnr": float(r[:, 0].mean()), "ssim": float(r[:, 1].mean()),
+
+
+def summarise_restore(model: Model, records: Sequence[CaseRecord]) -> dict[str, Any]:
+    """Mean PSNR (dB) and SSIM of the outputs and of the degraded inputs, the degradation, median latency."""
+    r = np.asarray([[c.scores[k] for k in ("psnr", "ssim", "psnr_input", "ssim_input")] for c in records],
+                   dtype=float)
+    return {"n": len(records), "psnr": float(r[:, 0].mean()), "ssim": float(r[:, 1].mean()),
             "psnr_input": float(r[:, 2].mean()), "ssim_input": float(r[:, 3].mean()),
-            "degradation": degradation(model), "latency_ms_median": float(np.median(latencies))}
+            "degradation": degradation(model), "latency_ms_median": float(np.median([c.latency_ms for c in records]))}
+
+
+def evaluate_restore(model: Model, items: Sequence[Item], threads: int | None = None,
+                     progress: Progress = None, cancel: CancelFlag = None, seed: int = 0) -> dict[str, Any]:
+    """Mean PSNR (dB) and SSIM of the output and of the (upsampled) degraded input against the clean image."""
+    return summarise_restore(model, list(restore_records(model, items, threads, progress, cancel, seed)))
