@@ -203,10 +203,16 @@ def test_enhance_adds_a_series_and_the_divider_compares(qtbot, window, tmp_path,
     assert win.state.volume is source  # back at once, without reading the files again
     win.ai.enhancement.compare_check.setChecked(True)
     assert compare.active
-    path = tmp_path / "enhanced.nii.gz"
+    path, folder = tmp_path / "enhanced.nii.gz", tmp_path / "enhanced-dicom"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     win.ai.enhancement.export_nifti.click()
     assert load_volume(path).shape == source.shape
+    assert win.ai.enhancement.export_dicom.isEnabled()  # the source is DICOM
+    win.ai.enhancement.export_dicom.click()
+    written = load_volume(folder)
+    assert written.shape == source.shape and written.info.uid != source.info.uid
+    np.testing.assert_allclose(written.array, enhanced.array, atol=1)
     assert errors.messages == []
 
 
@@ -308,3 +314,27 @@ def test_non_dicom_series_show_their_metadata(qtbot, window):
     open_and_wait(qtbot, win, SAMPLES / "brain-mri" / "someones_anatomy.nii.gz")
     names = {r.name for r in win.tags.visible_rows()}
     assert {"Size (voxels)", "Spacing (mm)", "qform_code_name"} <= names
+
+
+def test_corner_text_never_overlaps_the_bottom_letter(qtbot, window):
+    win = window
+    open_and_wait(qtbot, win, PACSMAN_MR)
+    for width in (1600, 1000, 700):
+        win.resize(width, 800)
+        qtbot.wait(50)
+        for view in win.grid.visible_views():
+            corner, letter = view.corner.geometry(), view.edge["bottom"].geometry()
+            assert view.edge["bottom"].text() and not corner.intersects(letter), (width, view.view)
+
+
+def test_divider_and_outline_arithmetic():
+    from kdviewer.gui.compare_view import after_slice_index, split_column
+    from kdviewer.gui.overlay import label_outline
+
+    assert after_slice_index(5, 10, 10) == 5
+    assert [after_slice_index(i, 2, 4) for i in range(2)] == [1, 3]  # same position in a finer series
+    assert (split_column(0.0, 100), split_column(0.5, 100), split_column(1.0, 100)) == (0, 50, 100)
+    square = np.zeros((7, 7), np.uint8)
+    square[1:6, 1:6] = 2
+    outline = label_outline(square)
+    assert outline[3, 3] == 0 and outline[1, 3] == 2 and (outline > 0).sum() == 16

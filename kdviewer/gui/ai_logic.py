@@ -103,6 +103,8 @@ def fit_problems(model: Model, volume: Volume | None) -> list[str]:
     if not model.fits(modality):
         problems.append(f"{model.id} is made for {', '.join(model.modalities)} images; this series is "
                         f"{modality or 'of unknown modality'}")
+    if model.task in ("denoise", "super_resolve") and volume.is_color:
+        problems.append(f"{model.id} enhances grey images; this series is in colour")
     if model.slices > 1 and volume.shape[0] < model.slices:
         problems.append(f"{model.id} reads {model.slices} neighbouring slices (2.5-D); this series has "
                         f"{volume.shape[0]}")
@@ -161,8 +163,8 @@ def card_html(entry: ModelEntry) -> str:
     use = card.intended_use or RESEARCH_ONLY
     if RESEARCH_ONLY.lower() not in use.lower():
         use = f"{use} {RESEARCH_ONLY}"
-    return (f"<h3>{escape(entry.id)}</h3>{warning}<table cellspacing='2'>{table}</table>"
-            f"<p><b>Limits</b></p><ul>{limits}</ul><p style='color:#c0392b'><b>{escape(use)}</b></p>")
+    return (f"<h3>{escape(entry.id)}</h3><p style='color:#c0392b'><b>{escape(use)}</b></p>{warning}"
+            f"<table cellspacing='2'>{table}</table><p><b>Limits</b></p><ul>{limits}</ul>")
 
 
 def run_model(model: Model, volume: Volume, slice_index: int | None = None, progress: Progress = None,

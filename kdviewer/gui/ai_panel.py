@@ -15,7 +15,6 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -28,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kdviewer.errors import KdviewerError
+from kdviewer.gui.ai_exports import ResultExports
 from kdviewer.gui.ai_logic import (
     AiPanelLogic,
     AiRun,
@@ -69,6 +68,8 @@ class AiPanel(QWidget):
         self.entries: list[ModelEntry] = []
         self.enhanced_number: int | None = None
         self._build()
+        self.exports = ResultExports(self.logic, self, lambda *a: self.show_error(*a), self.status.setText)
+        self._connect_results()
         state.listen(self._on_state)
 
     # -- building ----------------------------------------------------------------------------
@@ -101,6 +102,7 @@ class AiPanel(QWidget):
         results_layout.addStretch(1)
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(results)
         top = QHBoxLayout()
@@ -112,6 +114,7 @@ class AiPanel(QWidget):
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.progress, 1)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
         layout.addWidget(self.models)
         layout.addWidget(self.card, 2)
@@ -123,24 +126,23 @@ class AiPanel(QWidget):
         self.models.currentRowChanged.connect(self._on_selected)
         self.run_button.clicked.connect(self.run_selected)
         self.cancel_button.clicked.connect(self.cancel)
-        self._connect_results()
         self._sync_run_button()
 
     def _connect_results(self) -> None:
         c, s, e = self.classification, self.segmentation, self.enhancement
         c.saliency_check.toggled.connect(self.grid.set_heat_visible)
-        c.export_json.clicked.connect(self.export_classification)
+        c.export_json.clicked.connect(self.exports.classification_json)
         s.visible_check.toggled.connect(self.state.set_overlay_visible)
         s.outline_check.toggled.connect(self.grid.set_outline)
         s.opacity.valueChanged.connect(lambda v: self.state.set_overlay_opacity(v / 100))
         s.jump_button.clicked.connect(self.jump_to_largest_lesion)
-        s.export_nifti.clicked.connect(self.export_mask_nifti)
-        s.export_seg.clicked.connect(self.export_mask_dicom_seg)
+        s.export_nifti.clicked.connect(self.exports.mask_nifti)
+        s.export_seg.clicked.connect(self.exports.mask_dicom_seg)
         e.compare_check.toggled.connect(self.grid.set_compare_enabled)
         e.show_enhanced.clicked.connect(lambda: self._show_run_volume(enhanced=True))
         e.show_original.clicked.connect(lambda: self._show_run_volume(enhanced=False))
-        e.export_nifti.clicked.connect(self.export_enhanced_nifti)
-        e.export_dicom.clicked.connect(self.export_enhanced_dicom)
+        e.export_nifti.clicked.connect(self.exports.enhanced_nifti)
+        e.export_dicom.clicked.connect(self.exports.enhanced_dicom)
 
     # -- the model list ----------------------------------------------------------------------
     def refresh_models(self, rescan: bool = False) -> None:
@@ -390,51 +392,3 @@ class AiPanel(QWidget):
         self.grid.set_ai_text("")
         self.grid.set_compare(None, None)
         self.enhanced_number = None
-
-    # -- exports -----------------------------------------------------------------------------
-    def _save_path(self, title: str, name: str, filters: str) -> str:
-        path, _ = QFileDialog.getSaveFileName(self, title, name, filters)
-        return path
-
-    def _export(self, what: str, write: Callable[[str], object], path: str) -> bool:
-        if not path:
-            return False
-        try:
-            write(path)
-        except (KdviewerError, OSError, ValueError) as exc:
-            self.show_error(self.window(), f"Could not export the {what}", str(exc))
-            return False
-        self.status.setText(f"Saved the {what} to {path}")
-        return True
-
-    def _model_id(self, run: AiRun | None) -> str:
-        return run.model.id if run is not None else "result"
-
-    def export_mask_nifti(self) -> bool:
-        """Mask → NIfTI (file dialog)."""
-        name = f"{self._model_id(self.logic.segmentation)}-mask.nii.gz"
-        path = self._save_path("Export the mask as NIfTI", name, "NIfTI (*.nii.gz *.nii);;NRRD (*.nrrd)")
-        return self._export("mask", self.logic.export_mask_nifti, path)
-
-    def export_mask_dicom_seg(self) -> bool:
-        """Mask → DICOM SEG referencing the source series (file dialog)."""
-        name = f"{self._model_id(self.logic.segmentation)}-seg.dcm"
-        path = self._save_path("Export the mask as DICOM SEG", name, "DICOM (*.dcm)")
-        return self._export("DICOM SEG", self.logic.export_mask_dicom_seg, path)
-
-    def export_enhanced_nifti(self) -> bool:
-        """Enhanced series → NIfTI (file dialog)."""
-        name = f"{self._model_id(self.logic.enhancement)}-enhanced.nii.gz"
-        path = self._save_path("Export the enhanced series as NIfTI", name, "NIfTI (*.nii.gz *.nii);;NRRD (*.nrrd)")
-        return self._export("enhanced series", self.logic.export_enhanced_nifti, path)
-
-    def export_enhanced_dicom(self) -> bool:
-        """Enhanced series → a new DICOM series in a folder (folder dialog)."""
-        path = QFileDialog.getExistingDirectory(self, "Export the enhanced series as DICOM (choose a folder)")
-        return self._export("enhanced DICOM series", self.logic.export_enhanced_dicom, path)
-
-    def export_classification(self) -> bool:
-        """Classification → JSON (file dialog)."""
-        name = f"{self._model_id(self.logic.classification)}-classification.json"
-        path = self._save_path("Export the classification as JSON", name, "JSON (*.json)")
-        return self._export("classification", self.logic.export_classification_json, path)

@@ -33,7 +33,7 @@ from kdviewer.study.dicom_tags import TagRow, read_file_rows, volume_info_rows
 from kdviewer.study.volume import Volume
 
 ErrorFunction = Callable[[QMainWindow, str, str], object]
-DOCK_WIDTHS_PX = {"tags": 360, "ai": 340}  # first start; later the saved window state wins
+DOCK_WIDTHS_PX = {"tags": 290, "ai": 260}  # first start; later the saved window state wins
 
 
 class MainWindow(QMainWindow):

@@ -23,7 +23,7 @@ from kdviewer.study.dicom_tags import TagRow, filter_rows
 
 COLUMNS = ("Tag", "Name", "VR", "Value")
 INDENT = "    "  # per sequence level, in the Name column
-NAME_WIDTH_PX = 150  # long keywords are elided (the tooltip and a wider dock show them whole)
+NAME_WIDTH_PX = 105  # long keywords are elided (the tooltip and a wider dock show them whole)
 
 
 def filter_tags(tags: Mapping[str, str], text: str) -> list[tuple[str, str]]:
@@ -57,6 +57,8 @@ class TagsPanel(QWidget):
         header.setStretchLastSection(True)
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self._small = self.table.font()
+        self._small.setPointSizeF(self._small.pointSizeF() * 0.85)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setWordWrap(False)
         layout = QVBoxLayout(self)
@@ -79,6 +81,9 @@ class TagsPanel(QWidget):
 
     def _refresh(self) -> None:
         rows = filter_rows(self.rows, self.filter.text())
+        dicom = any(row.tag for row in self.rows)
+        self.table.setColumnHidden(0, not dicom)  # metadata of other formats has no tags and VRs
+        self.table.setColumnHidden(2, not dicom)
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             cells = (row.tag, INDENT * row.depth + row.name, row.vr, row.value)
@@ -86,6 +91,8 @@ class TagsPanel(QWidget):
                 item = QTableWidgetItem(text)
                 if column in (1, 3):
                     item.setToolTip(text)
+                else:
+                    item.setFont(self._small)  # tag and VR: narrow columns, so the value keeps some room
                 self.table.setItem(r, column, item)
 
     def visible_rows(self) -> list[TagRow]:
