@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
+
+from kdviewer.strict_json import dumps_strict
 
 
 def register(subparsers: Any) -> None:
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"kdviewer compare: warning: {warning}", file=sys.stderr)
     if args.json:
-        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        sys.stdout.write(dumps_strict(result.to_dict()) + "\n")
     else:
         sys.stdout.write(format_dataset(result) if kind == "dataset" else format_study(result))
     if args.report:

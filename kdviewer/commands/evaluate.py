@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
+
+from kdviewer.strict_json import dumps_strict
 
 
 def register(subparsers: Any) -> None:
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_model(model, args.data, args.split, layout=args.layout, threads=args.threads,
                             limit=args.limit)
     if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.write(dumps_strict(result) + "\n")
     else:
         sys.stdout.write(format_table(result))
     return 0

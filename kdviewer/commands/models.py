@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from kdviewer.strict_json import dumps_strict
+
 
 def register(subparsers: Any) -> None:
     """Add `kdviewer models`."""
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.models_command == "show":
         model = resolve_model(args.model_id, user_dir=args.models_dir)
         if args.json:
-            sys.stdout.write(json.dumps(model.card.to_dict(), indent=2) + "\n")
+            sys.stdout.write(dumps_strict(model.card.to_dict(), indent=2) + "\n")
         else:
             sys.stdout.write(format_card(model))
         return 0
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         data = {"models": [summary(m) for m in models],
                 "refused": [{"card": str(p), "reason": r} for p, r in scan.refused]}
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(dumps_strict(data, indent=2) + "\n")
         return 0
     print(f"{'ID':<32} {'TASK':<14} {'ROLE':<9} {'MODALITIES':<14} {'ORIGIN':<8} FILE")
     for m in models:
