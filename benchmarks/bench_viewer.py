@@ -192,7 +192,7 @@ def kdviewer_rate(overlay):
     rate = (n - 1) / (time.perf_counter() - t0)
     if state.slice_index("axial") != n - 1 or view.labels.isVisible() != overlay:
         raise RuntimeError("the slice view did not scroll through the volume as expected")
-    view.hide()  # not close(): pyqtgraph's GraphicsView.close() segfaults on a SliceView here
+    view.close()
     view.deleteLater()
     app.processEvents()
     return rate, state.window
@@ -229,7 +229,7 @@ def bare_rate(overlay, window):
         view.grab()
         app.processEvents()
     rate = (n - 1) / (time.perf_counter() - t0)
-    view.hide()  # not close(): pyqtgraph's GraphicsView.close() segfaults on a SliceView here
+    view.close()
     view.deleteLater()
     app.processEvents()
     return rate

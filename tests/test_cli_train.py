@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,28 @@ def test_distill_without_teacher_and_resume_without_out_are_refused(tmp_path: Pa
     assert result.returncode == 2 and "teacher" in result.stderr
     result = kdviewer("train", str(RECIPES / "pneumonia-cxr.toml"), "--resume")
     assert result.returncode == 2 and "--out" in result.stderr
+
+
+def test_sigterm_leaves_a_resumable_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "kdviewer", "train", str(RECIPES / "pneumonia-cxr.toml"), "--out", str(run),
+            *sets(QUICK["pneumonia-cxr"]), "--epochs", "100", "--progress", "json"]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                          env=env) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "step":
+                proc.send_signal(signal.SIGTERM)
+                break
+        proc.stdout.read()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 2
+    assert len(err.strip().splitlines()) == 1 and "--resume" in err
+    last = json.loads((run / "events.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "error" and last["resumable"] is True
+    result = kdviewer("train", str(RECIPES / "pneumonia-cxr.toml"), "--out", str(run), "--resume",
+                      *sets(QUICK["pneumonia-cxr"]), "--epochs", "1", "--progress", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0])["resumed_at_step"] >= 1
+    assert (run / "pneumonia-cxr-teacher.onnx").is_file()

@@ -33,7 +33,7 @@ def test_two_cpu_processes_distil_and_export_once(tmp_path: Path) -> None:
     out = tmp_path / "student"
     sets = [arg for item in [*TINY, f"teacher={teacher}"] for arg in ("--set", item)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*torchrun(), "--nproc-per-node", "2", "--master-port", "0", "-m", "kdviewer",
+    result = subprocess.run([*torchrun(), "--standalone", "--nproc-per-node", "2", "-m", "kdviewer",
                              "distill", str(RECIPE), *sets, "--max-steps", "2", "--out", str(out),
                              "--progress", "json"],
                             capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False)

@@ -126,3 +126,27 @@ def test_refuses_to_overwrite_a_run(teacher_run: Path) -> None:
 
     with pytest.raises(KdviewerError, match="--resume"):
         train_teacher(recipe("pneumonia-cxr"), teacher_run, progress="none", export=False)
+
+
+def test_teacher_given_as_a_checkpoint_file(teacher_run: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "teacher.pt"
+    elsewhere.write_bytes((teacher_run / "best.pt").read_bytes())
+    run = distill_student(recipe("pneumonia-cxr", f"teacher={elsewhere}", "distill.max_steps=1"), tmp_path / "s",
+                          progress="none", export=False)
+    assert json.loads((run / "run.json").read_text())["teacher"]["id"] == "pneumonia-cxr-teacher"
+
+
+def test_missing_teacher_is_named(tmp_path: Path) -> None:
+    from kdviewer.distill.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match="teacher"):
+        distill_student(recipe("pneumonia-cxr", f"teacher={tmp_path / 'nope'}"), tmp_path / "s", progress="none")
+
+
+def test_resume_names_recipe_changes(teacher_run: Path) -> None:
+    from kdviewer.distill.trainer_run import recipe_changes
+
+    same = recipe("pneumonia-cxr", "train.max_steps=5", "train.epochs=9")
+    assert recipe_changes(teacher_run / "recipe.toml", same) == []
+    other = recipe("pneumonia-cxr", "train.lr=0.5", "data.augment={}")
+    assert recipe_changes(teacher_run / "recipe.toml", other) == ["data.augment", "train.lr"]

@@ -26,6 +26,8 @@ NODULE_DEFAULTS: dict[str, Any] = {
     "min_lung_cm2": 10.0,         # slices with less lung (in cm², `lung_mask`) get no nodules
     "exclude_slices": [],         # [first, last] slice indices (or a list of them) left out of both splits:
                                   # slices with real, unlabelled nodules
+    "slice_spacing_mm": None,     # 2.5-D (data.slices > 1): the distance between neighbouring slices, so
+                                  # nodules are drawn in 3-D across the stack (the target is the centre slice)
 }
 
 
@@ -56,6 +58,7 @@ def _simulate(value: Any) -> dict:
     try:
         fractions = {k: float(out[k]) for k in ("empty_fraction", "juxta_pleural")}
         min_lung = float(out["min_lung_cm2"])
+        slice_mm = None if out["slice_spacing_mm"] is None else float(out["slice_spacing_mm"])
     except (TypeError, ValueError) as e:
         raise DataConfigError(f"data.simulate: {e}") from e
     if any(not 0 <= f <= 1 for f in fractions.values()):
@@ -64,7 +67,7 @@ def _simulate(value: Any) -> dict:
     ranges = [excl] if excl and not isinstance(excl[0], list | tuple) else list(excl)
     exclude = [list(_pair(r, "simulate.exclude_slices")) for r in ranges]  # type: ignore[arg-type]
     return {"kind": "nodules", "per_image": [n_lo, n_hi], "diameter_mm": [d_lo, d_hi], **fractions,
-            "kinds": kinds, "min_lung_cm2": min_lung, "exclude_slices": exclude}
+            "kinds": kinds, "min_lung_cm2": min_lung, "exclude_slices": exclude, "slice_spacing_mm": slice_mm}
 
 
 def _pair(value: Any, key: str, kind: type = int) -> tuple | None:
@@ -157,8 +160,11 @@ class DataConfig:
             raise DataConfigError("data.degrade.kind = 'low_dose' needs data.window = [center, width] in HU")
         if self.simulate and task != "segment":
             raise DataConfigError(f"data.simulate (nodules) makes segmentation masks: task must be 'segment', not {task!r}")
-        if self.simulate and (self.slices != 1 or self.channels != 1):
-            raise DataConfigError("data.simulate draws nodules on single grey slices: data.slices and data.channels must be 1")
+        if self.simulate and self.channels != 1:
+            raise DataConfigError("data.simulate draws nodules on grey CT slices: data.channels must be 1")
+        if self.simulate and self.slices > 1 and not self.simulate["slice_spacing_mm"]:
+            raise DataConfigError("data.slices > 1 with simulated nodules needs data.simulate.slice_spacing_mm "
+                                  "(the distance between neighbouring slices, mm) to draw them in 3-D")
 
     def with_task_defaults(self, task: str) -> DataConfig:
         """Fill the degradation a restoration task needs when the recipe gave none."""

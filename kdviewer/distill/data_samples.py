@@ -53,27 +53,32 @@ def classify_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig
 
 def simulated_nodules(item: Item, sample: Sample, cfg: DataConfig, train: bool,
                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image (H, W) float32 HU with simulated nodules, mask uint8 (0 background, 1 nodule), lungs bool).
+    """(image float32 HU with simulated nodules: (H, W), or (S, H, W) for 2.5-D; mask uint8 (H, W) of the
+    (centre) slice, 0 background / 1 nodule; lungs bool (H, W)).
 
     Training draws from `rng` (seeded by (seed, epoch, index): fresh nodules each epoch); validation from
     a generator seeded by (seed, item key), so a held-out slice always carries the same nodules whatever
     the list it is in. A slice whose lungs are smaller than `min_lung_cm2`, and a share `empty_fraction`
-    of the others, get none.
+    of the others, get none. For 2.5-D the nodules are drawn in 3-D across the slice stack
+    (`slice_spacing_mm` apart), so they show in the neighbouring slices as a real nodule would.
     """
     sim = cfg.simulate
-    img = np.asarray(sample.image, dtype=np.float32)
-    if img.ndim != 2:
-        raise DataConfigError(f"item {item.key}: simulated nodules need grey (H, W) CT slices in HU, got {img.shape}")
+    img = np.asarray(item.load_slices(cfg.slices) if cfg.slices > 1 else sample.image, dtype=np.float32)
+    if img.ndim != (3 if cfg.slices > 1 else 2):
+        raise DataConfigError(f"item {item.key}: simulated nodules need grey CT slices in HU, got {img.shape}")
     if not train:
         rng = np.random.default_rng([cfg.seed, zlib.crc32(item.key.encode())])
-    spacing = sample.spacing_mm or (1.0, 1.0)
+    spacing = tuple(sample.spacing_mm or (1.0, 1.0))
+    if cfg.slices > 1:
+        spacing += (float(sim["slice_spacing_mm"]),)
     lungs = lung_mask(img)
+    centre_lungs = lungs[cfg.slices // 2] if cfg.slices > 1 else lungs
     empty = rng.random() < sim["empty_fraction"]
-    if empty or lungs.sum() * spacing[0] * spacing[1] < sim["min_lung_cm2"] * 100:
-        return img, np.zeros(img.shape, dtype=np.uint8), lungs
+    if empty or centre_lungs.sum() * spacing[0] * spacing[1] < sim["min_lung_cm2"] * 100:
+        return img, np.zeros(centre_lungs.shape, dtype=np.uint8), centre_lungs
     img, mask = insert_nodules(img, lungs, rng, n=sim["per_image"], diameter_mm=sim["diameter_mm"],
                                spacing_mm=spacing, kind=sim["kinds"], juxta_pleural=sim["juxta_pleural"])
-    return img, mask, lungs
+    return img, (mask[cfg.slices // 2] if cfg.slices > 1 else mask), centre_lungs
 
 
 def segment_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig, rng: np.random.Generator):

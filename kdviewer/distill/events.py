@@ -18,14 +18,14 @@ EVENTS = ("start", "step", "epoch", "checkpoint", "export", "done", "error")
 PROGRESS_MODES = ("json", "bar", "none")
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN or infinity: such numbers become null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -46,7 +46,7 @@ class EventReporter:
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         """Record one event (`event` is one of EVENTS) and return it as a dict."""
-        record = {"event": event, **_finite(fields)}
+        record = {"event": event, **json_safe(fields)}
         if not self.enabled:
             return record
         line = json.dumps(record)

@@ -24,6 +24,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch.utils.data import DataLoader
 
+from kdviewer.distill.events import json_safe
 from kdviewer.distill.recipe import dump_recipe, load_recipe
 from kdviewer.distill.trainer_checkpoint import load_checkpoint
 from kdviewer.distill.trainer_models import build_net
@@ -187,7 +188,7 @@ def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any],
                   "recipe": dump_recipe(recipe), "kd": kd, "epochs": stage_cfg.epochs,
                   "epochs_done": ckpt.get("epoch", 0) + 1, "steps": ckpt.get("step"), "seed": recipe.seed,
                   "revision": run.get("revision", "unknown"), "stage": run["stage"]},
-        metrics={"validation": dict(ckpt.get("val") or {})},
+        metrics={"validation": json_safe(dict(ckpt.get("val") or {}))},
         export={"opset": recipe.export.opset, "max_abs_diff_vs_torch": diff, "dynamic_batch": True},
         intended_use=INTENDED_USE, limits=tuple(limits))
 

@@ -52,7 +52,6 @@ def quantize_and_compare(card: ModelCard, onnx_path: Path, train_ds: Any, val_ds
                          session: Callable[..., Any], timer: Callable[[], float]) -> Path | None:
     """Quantise `onnx_path`, compare metric and speed with FP32, keep it if the metric holds; returns its path."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     int8_path = onnx_path.with_name(onnx_path.stem + "-int8.onnx")

@@ -219,14 +219,6 @@ def dump_recipe(recipe: Recipe) -> str:
     return tomli_w.dumps(ordered)
 
 
-def with_overrides(recipe: Recipe, overrides: list[str] | tuple[str, ...]) -> Recipe:
-    """A copy of `recipe` with `key=value` overrides applied and checked again."""
-    raw = tomllib.loads(dump_recipe(recipe))
-    for item in overrides:
-        _apply_override(raw, item, recipe.source)
-    return recipe_from_dict(raw, recipe.source)
-
-
 def _apply_override(raw: dict[str, Any], item: str, path: Path | None) -> None:
     key, sep, text = item.partition("=")
     key = key.strip()

@@ -26,9 +26,8 @@ from torch.utils.data import DataLoader
 
 from kdviewer.distill.events import EventReporter, Throughput
 from kdviewer.distill.losses import FeatureHooks, UnknownLayerError
-from kdviewer.distill.recipe import Recipe, RecipeError, TrainConfig, dump_recipe
+from kdviewer.distill.recipe import Recipe, RecipeError, TrainConfig
 from kdviewer.distill.trainer_checkpoint import (
-    git_revision,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -48,6 +47,7 @@ from kdviewer.distill.trainer_ddp import (
 from kdviewer.distill.trainer_kd import Distiller, feature_pairs
 from kdviewer.distill.trainer_models import Teacher, build_net, load_teacher, net_spec
 from kdviewer.distill.trainer_optim import build_optimizer, build_scheduler
+from kdviewer.distill.trainer_run import recipe_changes, write_metrics, write_run_files
 from kdviewer.distill.trainer_tasks import TaskAdapter, task_adapter
 from kdviewer.errors import KdviewerError
 
@@ -398,13 +398,16 @@ class _Loop:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "epoch": st.epoch, "step": st.step, "step_in_epoch": st.step_in_epoch,
             "best": st.best, "history": st.history, "rng": rng_state(),
-            "teacher_cache": self.cache if self.cache else None,
-        }
+        }  # the teacher-output cache is not saved: a resumed run recomputes the same outputs
         save_checkpoint(payload, self.run_dir / "last.pt")
         self.reporter.emit("checkpoint", path=str(self.run_dir / "last.pt"))
 
     def _restore(self) -> None:
         ckpt = load_checkpoint(self.run_dir / "last.pt")
+        changed = recipe_changes(self.run_dir / "recipe.toml", self.recipe)
+        if changed:
+            self.reporter.log(f"resume: the recipe differs from the run's recipe.toml in {', '.join(changed)}; "
+                              "the result will not match an uninterrupted run")
         self.model.load_state_dict(ckpt["model"])
         if self.distiller is not None and ckpt.get("adapters"):
             self.distiller.load_state_dict(ckpt["adapters"])
@@ -412,50 +415,15 @@ class _Loop:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.state = _State(ckpt["epoch"], ckpt["step"], ckpt["step_in_epoch"], ckpt.get("best"),
                             list(ckpt.get("history") or []))
-        if self.cache is not None and ckpt.get("teacher_cache"):
-            self.cache.update(ckpt["teacher_cache"])
         set_rng_state(ckpt["rng"])
 
     def _write_run_files(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if (self.run_dir / "last.pt").exists():
-            raise KdviewerError(f"{self.run_dir}: already holds a run (last.pt); use --resume or another --out")
-        (self.run_dir / "events.jsonl").unlink(missing_ok=True)
-        (self.run_dir / "recipe.toml").write_text(dump_recipe(resolved(self.recipe)), encoding="utf-8")
-        run = {"stage": self.stage, "role": role_of(self.recipe, self.stage), "revision": git_revision(),
-               "started": datetime.now(UTC).isoformat(timespec="seconds"),
-               "world_size": self.ctx.world_size, "torch": torch.__version__,
-               "teacher": ({"id": self.teacher.id, "path": str(self.teacher.path)} if self.teacher else None),
-               "teacher_outputs": "cached" if self.cache is not None else "live"}
-        (self.run_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
-        meta = {k: v for k, v in self.meta.items() if _jsonable(v)}
-        (self.run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        teacher = {"id": self.teacher.id, "path": str(self.teacher.path)} if self.teacher else None
+        write_run_files(self.run_dir, self.recipe, self.stage, role_of(self.recipe, self.stage), self.meta,
+                        world_size=self.ctx.world_size, teacher=teacher,
+                        teacher_outputs="cached" if self.cache is not None else "live")
 
     def _write_metrics(self) -> None:
         best = self.state.best or {}
-        data = {"primary": self.adapter.primary,
-                "best": {"epoch": best.get("epoch"), "val": best.get("val", {})},
-                "history": self.state.history}
-        tmp = self.run_dir / "metrics.json.tmp"
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-        tmp.replace(self.run_dir / "metrics.json")
-
-
-def resolved(recipe: Recipe) -> Recipe:
-    """The recipe with its data path (and teacher) made absolute, as the run folder keeps it."""
-    data = dataclasses.replace(recipe.data, path=str(recipe.data_path()))
-    teacher = recipe.teacher
-    if teacher:
-        with contextlib.suppress(KdviewerError):
-            from kdviewer.distill.trainer_models import resolve_teacher_path
-            path = resolve_teacher_path(recipe)
-            teacher = str(path.parent if path.name == "best.pt" else path)
-    return dataclasses.replace(recipe, data=data, teacher=teacher)
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+        write_metrics(self.run_dir, self.adapter.primary, {"epoch": best.get("epoch"), "val": best.get("val", {})},
+                      self.state.history)

@@ -71,6 +71,8 @@ class AiPanel(QWidget):
         self.exports = ResultExports(self.logic, self, lambda *a: self.show_error(*a), self.status.setText)
         self._connect_results()
         state.listen(self._on_state)
+        if state.volume is not None:  # built after a series was shown (see ai_dock)
+            self._on_state("volume")
 
     # -- building ----------------------------------------------------------------------------
     def _build(self) -> None:

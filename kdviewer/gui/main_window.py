@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
@@ -19,8 +20,7 @@ from PySide6.QtWidgets import (
 
 from kdviewer.errors import KdviewerError
 from kdviewer.gui import actions
-from kdviewer.gui.ai_panel import AiPanel
-from kdviewer.gui.ai_worker import TaskThread
+from kdviewer.gui.ai_dock import AiDock
 from kdviewer.gui.dialogs import HelpDialog, SkippedFilesDialog, show_error
 from kdviewer.gui.geometry import preview_volume
 from kdviewer.gui.loader import LoadThread
@@ -31,6 +31,9 @@ from kdviewer.gui.view_grid import ViewGrid
 from kdviewer.gui.viewer_state import FILE_PRESET, ViewerState
 from kdviewer.study.dicom_tags import TagRow, read_file_rows, volume_info_rows
 from kdviewer.study.volume import Volume
+
+if TYPE_CHECKING:
+    from kdviewer.gui.ai_panel import AiPanel
 
 ErrorFunction = Callable[[QMainWindow, str, str], object]
 DOCK_WIDTHS_PX = {"tags": 290, "ai": 260}  # first start; later the saved window state wins
@@ -93,12 +96,14 @@ class MainWindow(QMainWindow):
             dock.setObjectName(name)
             dock.setWidget(widget)
             self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
-        self.ai = AiPanel(self.state, self.grid, self.add_series, self.show_volume,
-                          lambda parent, title, message: self.show_error(parent, title, message), parent=self)
-        dock = QDockWidget("AI models", self)
-        dock.setObjectName("ai")
-        dock.setWidget(self.ai)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.ai_dock = AiDock(self.state, self.grid, self.add_series, self.show_volume,
+                              lambda parent, title, message: self.show_error(parent, title, message), parent=self)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.ai_dock)
+
+    @property
+    def ai(self) -> AiPanel:
+        """The AI panel (built on first use: see ai_dock)."""
+        return self.ai_dock.panel()
 
     def _build_status(self) -> None:
         self.readout = QLabel("", self)
@@ -399,7 +404,13 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt name
-        for thread in (*self.findChildren(LoadThread), *self.findChildren(TaskThread)):  # never destroy a running QThread
+        self.ai_dock.wait()
+        threads = self.findChildren(LoadThread)
+        if self.ai_dock.built_panel() is not None:  # only then can a model be running
+            from kdviewer.gui.ai_worker import TaskThread
+
+            threads += self.findChildren(TaskThread)
+        for thread in threads:  # never destroy a running QThread
             thread.cancel()
             thread.wait(10000)
         self.settings.set_geometry(self.saveGeometry(), self.saveState())

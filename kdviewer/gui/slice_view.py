@@ -217,10 +217,17 @@ class SliceView(pg.GraphicsView):
         if self.image.image is not None:
             self.box.autoRange(padding=0.0, items=[self.image])
 
+    def close(self) -> None:
+        """Stop following the state, then close: pyqtgraph's close() deletes the scene's items (and returns None)."""
+        self.state.unlisten(self._on_state)
+        super().close()
+
     def resizeEvent(self, ev) -> None:  # noqa: N802 - Qt name
         """Keep the plane fitted (until the user zooms or pans) and the letters on the edges."""
         super().resizeEvent(ev)
-        if not hasattr(self, "compare"):  # pyqtgraph resizes during its own __init__
+        # pyqtgraph resizes during its own __init__ (no layers yet) and in close(), after it has deleted the
+        # scene's items (`closed`): fitting the deleted image then would crash.
+        if self.closed or not hasattr(self, "compare"):
             return
         if self.auto_fit:
             self.reset_view()

@@ -52,6 +52,7 @@ class ViewGrid(QWidget):
         self.grid.setSpacing(2)
         self.active = "axial"
         self.layout_name = ""
+        self._positions: dict[str, tuple[int, int]] = {}  # where the panes are now
         for view in self.views.values():
             view.activated.connect(self._set_active)
         state.listen(self._on_state)
@@ -71,6 +72,12 @@ class ViewGrid(QWidget):
         positions = POSITIONS.get(layout, {self.active: (0, 0)})
         if self.state.volume is not None and self.state.volume.is_2d and not self.state.preview:
             positions = {"axial": (0, 0)}
+        if positions != self._positions:  # every new volume comes here: re-arrange only what changed
+            self._place(positions)
+        self.info.setText(series_info_text(self.state))
+        self.layout_name = layout
+
+    def _place(self, positions: dict[str, tuple[int, int]]) -> None:
         panes = {**self.views, "info": self.info}
         for widget in panes.values():
             self.grid.removeWidget(widget)
@@ -84,8 +91,7 @@ class ViewGrid(QWidget):
             self.grid.setRowStretch(row, 1)
             self.grid.setColumnStretch(col, 1)
             panes[name].show()
-        self.info.setText(series_info_text(self.state))
-        self.layout_name = layout
+        self._positions = dict(positions)
 
     def visible_views(self) -> list[SliceView]:
         """The slice views on screen now."""

@@ -66,6 +66,11 @@ class ViewerState:
         """Call `callback(event_name)` after every change."""
         self._listeners.append(callback)
 
+    def unlisten(self, callback: Callable[[str], None]) -> None:
+        """Stop calling `callback` (a closed view); nothing happens when it was not listening."""
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
     def _emit(self, event: str) -> None:
         for callback in list(self._listeners):
             callback(event)
