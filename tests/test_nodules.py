@@ -149,6 +149,21 @@ def test_simulated_nodule_datasets_shapes_split_and_fixed_validation():
     assert all(torch.equal(t, whole[i]["target"]) for i, t in enumerate(first))
 
 
+def test_2_5d_stacks_get_nodules_drawn_across_the_slices():
+    sim = {**recipe_data()["simulate"], "slice_spacing_mm": 2.5, "empty_fraction": 0.0}
+    data = recipe_data(input_size=[128, 128], patch_size=[64, 64], max_items=3, slices=3, simulate=sim)
+    train, val, meta = build_datasets(data, "segment", RECIPE.parent)
+    assert meta["in_channels"] == 3
+    assert train[0]["image"].shape == (3, 64, 64) and train[0]["target"].shape == (64, 64)
+    with_nodules = [val[i] for i in range(len(val)) if val[i]["target"].any()]
+    assert with_nodules
+    for v in with_nodules:
+        inside = v["target"].bool()
+        # the nodule is in the centre slice, and (drawn in 3-D) at least partly in a neighbour too
+        assert float(v["image"][1][inside].mean()) > 0.45
+        assert float(v["image"][[0, 2]][:, inside].mean()) > float(v["image"][[0, 2]][:, ~inside].mean())
+
+
 def test_the_recipe_loads_and_its_data_builds():
     recipe = load_recipe(RECIPE)
     assert recipe.task == "segment" and recipe.data.simulate["kind"] == "nodules"
@@ -164,7 +179,8 @@ def test_the_recipe_loads_and_its_data_builds():
     ({"simulate": {"kind": "nodules", "kinds": ["calcified"]}}, "segment", "simulate.kinds"),
     ({"simulate": {"kind": "nodules", "empty_fraction": 1.5}}, "segment", "empty_fraction"),
     ({}, "classify", "task must be 'segment'"),
-    ({"slices": 3}, "segment", "slices"),
+    ({"slices": 3}, "segment", "slice_spacing_mm"),
+    ({"channels": 3}, "segment", "channels"),
 ])
 def test_bad_simulate_tables_name_the_key(changes: dict, task: str, match: str):
     with pytest.raises(DataConfigError, match=match):

@@ -252,7 +252,8 @@ class _Loop:
             total_steps = min(total_steps, cfg.max_steps)
         self.reporter.emit("start", stage=self.stage, run_dir=str(self.run_dir), epochs=cfg.epochs,
                            steps_per_epoch=self.steps_per_epoch, total_steps=total_steps,
-                           world_size=ctx.world_size, resumed_at_step=st.step if self.resume else None,
+                           world_size=ctx.world_size, device=str(ctx.device),
+                           resumed_at_step=st.step if self.resume else None,
                            teacher_outputs="cached" if self.cache is not None else "live")
         t_start, step_at_start = time.perf_counter(), st.step
         with _StopFlag() as stop:
