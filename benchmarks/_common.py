@@ -94,3 +94,8 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
         print(line(row))
+
+
+def load_average() -> str:
+    """The system load average as "1.0 / 1.0 / 1.0 (1 / 5 / 15 min)" (the machine is shared: quote it)."""
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"

@@ -79,10 +79,11 @@ class NetConfig:
     base: int | None = None             # unet, unet_small
     channels: int | None = None         # restoration and super-resolution nets
     num_blocks: int | None = None       # srresnet
+    stem: str | None = None             # resnets, mobilenetv2: auto | small | imagenet
 
     def kwargs(self) -> dict[str, Any]:
         """The options to pass to `create_model`, only those set in the recipe."""
-        names = ("width", "depth", "base", "channels", "num_blocks")
+        names = ("width", "depth", "base", "channels", "num_blocks", "stem")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 
@@ -100,6 +101,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     max_steps: int = 0                  # 0: no limit; N: stop after N optimizer steps (quick trials)
     num_workers: int = 0
+    logit_adjust: float = 0.0           # classify: tau of logit-adjusted CE (Menon et al. 2021); 1.0 = balanced
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,7 @@ class _Loop:
         self.resume = resume
         seed_everything(recipe.seed)
         self.train_ds, self.val_ds, self.meta = build_datasets(recipe.data.table(), recipe.task, recipe.recipe_dir)
-        self.adapter: TaskAdapter = task_adapter(recipe.task, self.meta)
+        self.adapter: TaskAdapter = task_adapter(recipe.task, self.meta, self.cfg.logit_adjust)
         net_cfg = recipe.teacher_net if stage == "train" else recipe.student_net
         self.spec = net_spec(net_cfg, recipe, self.meta)
         self.model = build_net(self.spec, "teacher_net" if stage == "train" else "student_net",

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from kdviewer.distill.losses import dice_ce_loss
+from kdviewer.errors import KdviewerError
 from kdviewer.imaging.metrics import classification_metrics, dice, psnr, ssim
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
@@ -36,11 +37,23 @@ class TaskAdapter:
 
 
 class ClassifyAdapter(TaskAdapter):
-    """Cross-entropy; AUC (binary, or macro one-vs-rest), accuracy and balanced accuracy."""
+    """Cross-entropy; AUC (binary, or macro one-vs-rest), accuracy and balanced accuracy.
+
+    With `logit_adjust` = tau > 0 the loss is the logit-adjusted cross-entropy of Menon et al. (ICLR 2021,
+    "Long-tail learning via logit adjustment"): CE(y, s + tau * log prior). The net's own logits then estimate
+    the class posterior under a *uniform* prior (tau = 1), so a test set whose class balance differs from the
+    training set's (PneumoniaMNIST: 74 % pneumonia in training, 62.5 % in the official test split) is not
+    scored at the training prior. Inference uses the raw logits; nothing changes in the exported model.
+    """
 
     task, primary = "classify", "auc"
 
+    def __init__(self, log_prior: torch.Tensor | None = None, logit_adjust: float = 0.0) -> None:
+        self.offset = None if log_prior is None or not logit_adjust else logit_adjust * log_prior
+
     def hard_loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.offset is not None:
+            output = output + self.offset.to(output.device, output.dtype)
         return F.cross_entropy(output, batch["target"])
 
     def evaluate(self, predict: Predict, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
@@ -101,10 +114,28 @@ class RestoreAdapter(TaskAdapter):
         return {"psnr": float(np.mean(finite)) if finite else float("inf"), "ssim": float(np.mean(ssims))}
 
 
-def task_adapter(task: str, meta: dict[str, Any] | None = None) -> TaskAdapter:
-    """The adapter of a recipe task; restoration takes `meta["data_range"]` (default 1.0)."""
+def class_log_prior(meta: dict[str, Any]) -> torch.Tensor | None:
+    """log of the training split's class frequencies (from `meta["counts"]["train_per_class"]`), or None."""
+    per_class = (meta.get("counts") or {}).get("train_per_class")
+    names = meta.get("class_names") or ()
+    if not per_class or not names:
+        return None
+    counts = torch.tensor([float(per_class.get(n, 0)) for n in names])
+    if counts.sum() <= 0 or (counts <= 0).any():
+        return None
+    return torch.log(counts / counts.sum())
+
+
+def task_adapter(task: str, meta: dict[str, Any] | None = None, logit_adjust: float = 0.0) -> TaskAdapter:
+    """The adapter of a recipe task; restoration takes `meta["data_range"]` (default 1.0); classification
+    takes the logit-adjustment strength tau (0: plain cross-entropy)."""
     if task == "classify":
-        return ClassifyAdapter()
+        if not logit_adjust:
+            return ClassifyAdapter()
+        prior = class_log_prior(meta or {})
+        if prior is None:
+            raise KdviewerError("logit_adjust: needs the training class counts, which this data set does not give")
+        return ClassifyAdapter(prior, logit_adjust)
     if task == "segment":
         return SegmentAdapter()
     return RestoreAdapter(task, float((meta or {}).get("data_range", 1.0)))
