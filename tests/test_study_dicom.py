@@ -243,3 +243,92 @@ def test_values_beyond_int16_are_promoted_to_float32_with_a_warning(tmp_path: Pa
 def test_fractional_rescale_gives_float32() -> None:
     volume = load_volume(_testfile("MR2_UNCI.dcm"))  # RescaleSlope is not an integer
     assert volume.array.dtype == np.float32 and volume.array.min() > 0
+
+
+def _raw(ds: pydicom.Dataset, keyword: str, vr: str, value: bytes) -> None:
+    """Store `value` as the element's bytes exactly, however odd."""
+    tag = pydicom.tag.Tag(keyword)
+    ds._dict[tag] = pydicom.dataelem.RawDataElement(tag, vr, len(value), value, 0, False, True)
+
+
+def _header_variants(folder: Path) -> list[Path]:
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    edits = {
+        "plain": lambda ds: None,
+        "windows": lambda ds: (_raw(ds, "WindowCenter", "DS", b"40\\\\-600 "), _raw(ds, "WindowWidth", "DS", b"400\\1500"),
+                               _raw(ds, "WindowCenterWidthExplanation", "LO", b"SOFT \\\\LUNG")),
+        "odd_numbers": lambda ds: (_raw(ds, "RescaleSlope", "DS", b" 1. "), _raw(ds, "RescaleIntercept", "DS", b""),
+                                   _raw(ds, "SliceThickness", "DS", b"+2.5E0"), _raw(ds, "InstanceNumber", "IS", b" 7"),
+                                   _raw(ds, "GantryDetectorTilt", "DS", b"1\\2"), _raw(ds, "PixelSpacing", "DS", b"0\\1")),
+        "bad_number": lambda ds: _raw(ds, "KVP", "DS", b"12O"),
+        "float_instance": lambda ds: _raw(ds, "InstanceNumber", "IS", b"3.0"),
+        "multi_text": lambda ds: (_raw(ds, "ConvolutionKernel", "SH", b"B30f\\B70f"),
+                                  _raw(ds, "PatientName", "PN", b"Yamada^Tarou=\x1b$B;3ED\x1b(B")),
+        "latin1": lambda ds: (_raw(ds, "SpecificCharacterSet", "CS", b"ISO_IR 100"),
+                              _raw(ds, "PatientName", "PN", b"M\xfcller^J")),
+        "wrong_vr": lambda ds: _raw(ds, "InstanceNumber", "UN", b"9 "),
+        "no_rows": lambda ds: ds.__delattr__("Rows"),
+        "multiframe": lambda ds: setattr(ds, "PerFrameFunctionalGroupsSequence", Sequence([Dataset()])),
+    }
+
+    def undefined_sequence(ds: pydicom.Dataset) -> None:
+        item = Dataset()
+        item.ReferencedSOPInstanceUID = "1.2.3"
+        item.PurposeOfReferenceCodeSequence = Sequence([Dataset()])
+        ds.ReferencedImageSequence = Sequence([item])
+        ds["ReferencedImageSequence"].is_undefined_length = True
+        item.is_undefined_length_sequence_item = True
+        item["PurposeOfReferenceCodeSequence"].is_undefined_length = True
+
+    edits["undefined_sequence"] = undefined_sequence
+    template = pydicom.dcmread(_testfile("CT_small.dcm"))
+    paths = []
+    for implicit in (False, True):
+        for name, edit in edits.items():
+            ds = copy.deepcopy(template)
+            edit(ds)
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian if implicit else \
+                pydicom.uid.ExplicitVRLittleEndian
+            path = folder / f"{name}_{'implicit' if implicit else 'explicit'}.dcm"
+            ds.save_as(path, enforce_file_format=False, implicit_vr=implicit, little_endian=True)
+            paths.append(path)
+    whole = (folder / "plain_explicit.dcm").read_bytes()
+    (folder / "no_preamble.dcm").write_bytes(whole[132:])
+    (folder / "truncated.dcm").write_bytes(whole[:whole.index(b"\xe0\x7f\x10\x00") + 1000])
+    return paths + [folder / "no_preamble.dcm", folder / "truncated.dcm"]
+
+
+def _outcome(path: Path):
+    from kdviewer.study.dicom_header import NotUsable, read_header
+
+    try:
+        return read_header(path)
+    except NotUsable as exc:
+        return f"not usable: {exc}"
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_fast_header_reader_gives_the_same_record_as_pydicom(tmp_path: Path, monkeypatch, datasets_dir: Path) -> None:
+    from kdviewer.study import dicom_header
+
+    paths = _header_variants(tmp_path)
+    paths += [next((datasets_dir / name / "dicom").iterdir()) for name in ("ircadb-liver17", "tcia-lung-ct")]
+    fast = {p: _outcome(p) for p in paths}
+    monkeypatch.setattr(dicom_header, "_fast_header", lambda *args: None)
+    slow = {p: _outcome(p) for p in paths}
+    for p in paths:
+        assert fast[p] == slow[p], p.name
+    assert isinstance(slow[tmp_path / "windows_implicit.dcm"], dicom_header.DicomHeader)
+    assert [(w.name, w.center, w.width) for w in slow[tmp_path / "windows_implicit.dcm"].windows] == \
+        [("SOFT", 40.0, 400.0), ("File 2", -600.0, 1500.0)]
+    assert slow[tmp_path / "truncated.dcm"].startswith("not usable: truncated")
+    monkeypatch.undo()
+    # The real CT series take the fast path; odd files leave it for pydicom.
+    for p, expect in [(paths[-2], True), (paths[-1], True), (tmp_path / "windows_explicit.dcm", True),
+                      (tmp_path / "undefined_sequence_implicit.dcm", True), (tmp_path / "latin1_explicit.dcm", False),
+                      (tmp_path / "multiframe_explicit.dcm", False), (tmp_path / "no_preamble.dcm", False)]:
+        with open(p, "rb") as fp:
+            start = fp.read(8192)
+            assert (dicom_header._fast_header(p, fp, start, p.stat().st_size) is not None) is expect, p.name
