@@ -99,3 +99,36 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 def load_average() -> str:
     """The system load average as "1.0 / 1.0 / 1.0 (1 / 5 / 15 min)" (the machine is shared: quote it)."""
     return " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
+
+
+# As _CHILD, but the peak is the kernel's VmHWM after it was reset once the setup is done (Linux:
+# writing "5" to /proc/self/clear_refs), so "rss_peak" is the peak of the timed part alone, not of
+# a setup that may have peaked higher (decoding a volume, say).
+_CHILD_TIMED_PEAK = """\
+import json as _json, time as _time
+import psutil as _psutil
+{setup}
+
+
+def _vm_hwm():
+    for _line in open("/proc/self/status"):
+        if _line.startswith("VmHWM:"):
+            return int(_line.split()[1]) * 1024
+
+
+_floor = _psutil.Process().memory_info().rss
+with open("/proc/self/clear_refs", "w") as _f:
+    _f.write("5")
+_t0 = _time.perf_counter()
+{timed}
+_t1 = _time.perf_counter()
+_peak = _vm_hwm()
+print("@@RESULT " + _json.dumps({{"seconds": _t1 - _t0, "rss_floor": _floor, "rss_peak": _peak, **({report})}}),
+      flush=True)
+"""
+
+
+def run_fresh_timed_peak(setup: str, timed: str, *args: str, report: str = "{}") -> dict:
+    """As `run_fresh`, but "rss_peak" is the peak RSS of the timed part only (VmHWM reset after the setup; Linux)."""
+    code = _CHILD_TIMED_PEAK.format(setup=textwrap.dedent(setup), timed=textwrap.dedent(timed), report=report)
+    return run_python(code, *args)

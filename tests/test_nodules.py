@@ -114,7 +114,7 @@ def recipe_data(**changes) -> dict:
 
 
 def test_simulated_nodule_datasets_shapes_split_and_fixed_validation():
-    data = recipe_data(input_size=[128, 128], patch_size=[64, 64], max_items=4)
+    data = recipe_data(input_size=[128, 128], patch_size=[64, 64], max_items=4, slices=1)
     train, val, meta = build_datasets(data, "segment", RECIPE.parent)
     assert meta["class_names"] == ["background", "nodule"] and meta["num_classes"] == 2
     assert meta["layout"] == "plain_images" and "simulated nodules" in meta["dataset_name"]
@@ -150,7 +150,7 @@ def test_simulated_nodule_datasets_shapes_split_and_fixed_validation():
 
 
 def test_2_5d_stacks_get_nodules_drawn_across_the_slices():
-    sim = {**recipe_data()["simulate"], "slice_spacing_mm": 2.5, "empty_fraction": 0.0}
+    sim = {**recipe_data()["simulate"], "slice_spacing_mm": 2.5, "empty_fraction": 0.0}  # whatever the recipe says
     data = recipe_data(input_size=[128, 128], patch_size=[64, 64], max_items=3, slices=3, simulate=sim)
     train, val, meta = build_datasets(data, "segment", RECIPE.parent)
     assert meta["in_channels"] == 3
@@ -170,7 +170,9 @@ def test_the_recipe_loads_and_its_data_builds():
     assert recipe.teacher_net.arch == "unet" and recipe.student_net.arch == "unet_small"
     train, val, meta = build_datasets({**recipe.data.table(), "max_items": 2}, recipe.task, recipe.recipe_dir)
     assert meta["input_size"] == [512, 512] and meta["preprocess"]["window"] == [-600.0, 1500.0]
-    assert train[0]["image"].shape == (1, 256, 256) and val[0]["target"].shape == (512, 512)
+    channels = recipe.data.slices
+    assert meta["in_channels"] == channels and meta["preprocess"]["slices"] == channels
+    assert train[0]["image"].shape == (channels, 256, 256) and val[0]["target"].shape == (512, 512)
 
 
 @pytest.mark.parametrize("changes, task, match", [
@@ -179,7 +181,7 @@ def test_the_recipe_loads_and_its_data_builds():
     ({"simulate": {"kind": "nodules", "kinds": ["calcified"]}}, "segment", "simulate.kinds"),
     ({"simulate": {"kind": "nodules", "empty_fraction": 1.5}}, "segment", "empty_fraction"),
     ({}, "classify", "task must be 'segment'"),
-    ({"slices": 3}, "segment", "slice_spacing_mm"),
+    ({"slices": 3, "simulate": {"kind": "nodules"}}, "segment", "slice_spacing_mm"),
     ({"channels": 3}, "segment", "channels"),
 ])
 def test_bad_simulate_tables_name_the_key(changes: dict, task: str, match: str):

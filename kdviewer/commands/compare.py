@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         from kdviewer.runtime.report import write_report
 
-        written = write_report(result, args.report)
+        written = write_report(result, args.report, _plot_pngs(result))
     for warning in result.warnings:
         print(f"kdviewer compare: warning: {warning}", file=sys.stderr)
     if args.json:
@@ -69,6 +69,17 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         print(f"report: {written['html']}; cases: {written['csv']}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _plot_pngs(result) -> dict[str, bytes] | None:
+    """The report's plots as PNG, drawn with pyqtgraph offscreen; None (the report's own SVG) when Qt cannot start."""
+    try:
+        from kdviewer.gui.research_plots import report_pngs
+
+        return report_pngs(result)
+    except Exception as exc:  # noqa: BLE001 - any Qt failure: the report still gets its plots, as SVG
+        print(f"kdviewer compare: note: plots drawn as SVG, Qt could not start ({exc})", file=sys.stderr)
+        return None
 
 
 def _num(v: Any) -> str:

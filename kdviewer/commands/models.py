@@ -1,4 +1,5 @@
-"""`kdviewer models list|verify|show ID`: the models the registry finds, their checks and their cards."""
+"""`kdviewer models list|verify|show ID|install RUN_DIR`: the models the registry finds, their checks and
+their cards; install a finished run's model into the user model folder."""
 
 from __future__ import annotations
 
@@ -27,13 +28,24 @@ def register(subparsers: Any) -> None:
     show = sub.add_parser("show", help="print one model's card")
     show.add_argument("model_id", metavar="ID", help="a registry id, or a path to an .onnx or card .json")
     show.add_argument("--json", action="store_true", help="the card as JSON")
+    install = sub.add_parser("install", help="copy a finished run's exported model(s) into the user model folder",
+                             description="Copy <id>.onnx, <id>.json and <id>.md of a finished `kdviewer train` or "
+                                         "`distill` run into the user model folder (or --models-dir), checked "
+                                         "against the card; a user model with the same id is replaced.")
+    install.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (--out of train/distill)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch to list / verify / show."""
+    """Dispatch to list / verify / show / install."""
     from kdviewer.runtime import resolve_model, scan_models
 
+    if args.models_command == "install":
+        from kdviewer.runtime.install import install_run
+
+        for model in install_run(args.run_dir, user_dir=args.models_dir):
+            print(f"installed {model.id:<32} {model.onnx_path}")
+        return 0
     if args.models_command == "show":
         model = resolve_model(args.model_id, user_dir=args.models_dir)
         if args.json:

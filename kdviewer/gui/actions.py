@@ -61,6 +61,9 @@ def build_menus(win: MainWindow) -> None:
         action.setShortcut(QKeySequence(key))
         presets_menu.addAction(action)
     win.docks_menu = view_menu.addMenu("Panels")
+    research = win.research_dock.toggleViewAction()  # "Research panel": teacher vs student, distillation
+    view_menu.addAction(research)
+    win.actions_by_name["toggle_research"] = research
 
     help_menu = win.menuBar().addMenu("&Help")
     help_menu.addAction(_action(win, "help", "Shortcuts…", win.show_help))

@@ -24,6 +24,7 @@ from kdviewer.gui.ai_dock import AiDock
 from kdviewer.gui.dialogs import HelpDialog, SkippedFilesDialog, show_error
 from kdviewer.gui.geometry import preview_volume
 from kdviewer.gui.loader import LoadThread
+from kdviewer.gui.research_panel import ResearchDock
 from kdviewer.gui.series_browser import SeriesBrowser
 from kdviewer.gui.settings import ViewerSettings
 from kdviewer.gui.tags_panel import TagsPanel
@@ -99,11 +100,21 @@ class MainWindow(QMainWindow):
         self.ai_dock = AiDock(self.state, self.grid, self.add_series, self.show_volume,
                               lambda parent, title, message: self.show_error(parent, title, message), parent=self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.ai_dock)
+        self.research_dock = ResearchDock(self.state, self.open_path, self.show_case,
+                                          lambda parent, title, message: self.show_error(parent, title, message),
+                                          parent=self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.research_dock)
+        self.research_dock.hide()  # View → Research panel; built when first shown
 
     @property
     def ai(self) -> AiPanel:
         """The AI panel (built on first use: see ai_dock)."""
         return self.ai_dock.panel()
+
+    @property
+    def research(self):
+        """The research panel (built on first use: see research_panel)."""
+        return self.research_dock.panel()
 
     def _build_status(self) -> None:
         self.readout = QLabel("", self)
@@ -145,6 +156,15 @@ class MainWindow(QMainWindow):
         item = QListWidgetItem(session_series_summary(volume))
         item.setToolTip("Made in this session (not saved until exported)")
         self.browser.addItem(item)
+        return number
+
+    def show_case(self, volume: Volume, mask: Volume | None = None) -> int:
+        """Show an image that is no file of its own (a case of a labelled .npz) as a new series of the session,
+        with its truth mask as overlay; its browser number."""
+        number = self.add_series(volume)
+        self.show_volume(volume)
+        if mask is not None and self.state.volume is volume:
+            self.state.set_overlay(mask)
         return number
 
     def show_volume(self, volume: Volume) -> None:
@@ -405,6 +425,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt name
         self.ai_dock.wait()
+        self.research_dock.wait()
         threads = self.findChildren(LoadThread)
         if self.ai_dock.built_panel() is not None:  # only then can a model be running
             from kdviewer.gui.ai_worker import TaskThread

@@ -1,14 +1,16 @@
 """Write a teacher-vs-student comparison as a report: ``report.html`` (self-contained) and ``cases.csv``.
 
 The HTML holds the models (parameters, file size, latency, speed-up), the metrics side by side, the
-task's plots as inline SVG (ROC curves and confusion matrices for classification, a per-image Dice
-scatter for segmentation, per-image PSNR and SSIM for restoration) and the cases where the two models
-disagree most. ``cases.csv`` has one row per case (a study comparison: one row of its numbers).
+task's plots (ROC curves and confusion matrices for classification, a per-image Dice scatter for
+segmentation, per-image PSNR and SSIM for restoration) and the cases where the two models disagree
+most. The plots are PNGs embedded as base64 ``<img>`` when the caller passes them (the gui and
+`kdviewer compare --report` draw them with pyqtgraph), else inline SVG drawn here without Qt. ``cases.csv`` has one row per case (a study comparison: one row of its numbers).
 Both files are written to a temporary name and renamed, so a reader never sees half a report.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import os
@@ -32,17 +34,21 @@ from kdviewer.runtime.report_plots import (
 TOP_CASES = 10
 _STYLE = ("body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 16px}"
           "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th:first-child,td:first-child{text-align:left}"
-          "th{background:#f2f2f2}.plots svg{margin:4px 12px 4px 0;vertical-align:top}.warn{color:#a40}"
+          "th{background:#f2f2f2}.plots svg,.plots img{margin:4px 12px 4px 0;vertical-align:top}.warn{color:#a40}"
           ".note{color:#666;font-size:90%}")
 
 
-def write_report(comparison: DatasetComparison | StudyComparison, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.html`` and ``cases.csv`` into `out_dir` (created); returns {"html": path, "csv": path}."""
+def write_report(comparison: DatasetComparison | StudyComparison, out_dir: str | Path,
+                 plot_pngs: dict[str, bytes] | None = None) -> dict[str, Path]:
+    """Write ``report.html`` and ``cases.csv`` into `out_dir` (created); returns {"html": path, "csv": path}.
+
+    plot_pngs: name -> PNG bytes of the plots, embedded (base64 ``<img>``) instead of the inline SVG ones.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     html_path, csv_path = out / "report.html", out / "cases.csv"
     _write_atomic(csv_path, cases_csv(comparison))
-    _write_atomic(html_path, render_html(comparison))
+    _write_atomic(html_path, render_html(comparison, plot_pngs))
     return {"html": html_path, "csv": csv_path}
 
 
@@ -128,8 +134,8 @@ def _models_table(c: DatasetComparison | StudyComparison) -> str:
             + f"<p>speed-up (teacher latency / student latency): <b>{_cell(c.speed_up)}</b></p>")
 
 
-def render_html(comparison: DatasetComparison | StudyComparison) -> str:
-    """The whole report as one HTML document (plots inline as SVG)."""
+def render_html(comparison: DatasetComparison | StudyComparison, plot_pngs: dict[str, bytes] | None = None) -> str:
+    """The whole report as one HTML document (plots: the PNGs given, else inline SVG)."""
     c = comparison
     title = f"{c.teacher.id} (teacher) vs {c.student.id} (student)"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
@@ -144,21 +150,29 @@ def render_html(comparison: DatasetComparison | StudyComparison) -> str:
     parts += [f"<p class='warn'>warning: {escape(w)}</p>" for w in c.warnings]
     parts += ["<h2>Models</h2>", _models_table(c)]
     if isinstance(c, DatasetComparison):
-        parts += _dataset_sections(c)
+        parts += _dataset_sections(c, plot_pngs)
     else:
         rows = [[k, v] for k, v in _flatten(c.metrics).items()]
         parts += ["<h2>Teacher vs student</h2>", _table(["metric", "value"], rows, "metrics")]
+        if plot_pngs:
+            parts += ["<h2>Plots</h2>", "<div class='plots'>", *_png_images(plot_pngs), "</div>"]
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
-def _dataset_sections(c: DatasetComparison) -> list[str]:
+def _png_images(plot_pngs: dict[str, bytes]) -> list[str]:
+    """One ``<img>`` per PNG, embedded as base64 (the report stays one self-contained file)."""
+    return [f'<img alt="{escape(name)}" title="{escape(name)}" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">' for name, png in plot_pngs.items()]
+
+
+def _dataset_sections(c: DatasetComparison, plot_pngs: dict[str, bytes] | None = None) -> list[str]:
     rows = [[k, t, s, _delta(t, s)] for k, t, s in c.metrics_table()]
     out = ["<h2>Metrics</h2>", "<p class='note'>As <code>kdviewer evaluate</code> reports them for each model on "
            "the same items.</p>", _table(["metric", "teacher", "student", "student \u2212 teacher"], rows, "metrics"),
            "<h2>Agreement (teacher \u2194 student)</h2>",
            _table(["measure", "value"], [[k, v] for k, v in c.agreement.items()], "agreement"),
-           "<h2>Plots</h2>", "<div class='plots'>", *_plots(c), "</div>",
+           "<h2>Plots</h2>", "<div class='plots'>", *(_png_images(plot_pngs) if plot_pngs else _plots(c)), "</div>",
            f"<h2>Cases where they disagree most (top {min(TOP_CASES, len(c.cases))})</h2>"]
     top = [case.row() for case in c.disagreements(TOP_CASES)]
     if top:
