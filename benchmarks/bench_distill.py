@@ -4,14 +4,16 @@
 
 Cases: ResNet-50 → MobileNetV2 (Hinton KD) at 28², 64², 224² and U-Net → unet_small (pixel KD + Dice/CE)
 at 256², 1 channel, 2 classes, random in-memory tensors; each with the teacher run live and with its
-outputs cached. kdviewer's side is the trainer's own step, `_Loop._train_step`, on a `_Loop` built by
-its own `__init__` from a recipe (teacher loaded from a checkpoint by `load_teacher`, optimizer and
-schedule from the recipe, `cache_teacher` for the cached rows); only `distill.data.build_datasets` is
-replaced by an in-memory data set, because the trainer has no way to take one. The baseline is a bare
-loop doing the same arithmetic: teacher forward under no_grad (or its logits precomputed), student
-forward, the same loss written inline, backward, AdamW step. Both start from the same weights and
-batch; their first-step losses are printed side by side. Steps of the two alternate, after warm-up,
-so that the noise of the shared machine falls on both. Prints a table; asserts nothing.
+outputs cached. kdviewer's side is the trainer's own `DistillStep`, as `trainer.training_step` builds it
+for a distill run of a recipe (teacher loaded from a checkpoint by `load_teacher`, optimizer and schedule
+from the recipe, `cache_teacher` for the cached rows), given the in-memory data set through its
+`datasets=` argument. The baseline is a bare loop doing the same arithmetic: teacher forward under
+no_grad (or its logits precomputed), student forward, the same loss written inline, backward, AdamW
+step. A second, identical bare loop runs in the same alternation as a control: its ratio to the first
+(bare/bare) is this run's noise floor, printed beside the kdviewer ratio and as its own row. All start
+from the same weights and batch; their first-step losses are printed side by side. Steps of the three
+alternate, after warm-up, so that the noise of the shared machine falls on all. Prints a table;
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from unittest import mock
 
 import numpy
 import torch
@@ -148,13 +149,11 @@ def random_items(case: Case, n: int) -> list[dict]:
 
 def kdviewer_step(case: Case, batch_size: int, cached: bool, workdir: Path
                   ) -> tuple[Callable[[], float], dict, dict, dict]:
-    """(step, batch, teacher state, student's initial state): `step()` is `_Loop._train_step(batch)` of a
-    distill run built by the trainer from a recipe, with `build_datasets` replaced by random items."""
-    from kdviewer.distill import trainer
-    from kdviewer.distill.events import EventReporter
+    """(step, batch, teacher state, student's initial state): `step()` is the `DistillStep` of a distill run
+    of a recipe, built by `trainer.training_step` on random in-memory items, called on one batch."""
     from kdviewer.distill.recipe import recipe_from_dict
+    from kdviewer.distill.trainer import training_step
     from kdviewer.distill.trainer_checkpoint import save_checkpoint
-    from kdviewer.distill.trainer_ddp import DistContext
     from kdviewer.distill.trainer_models import build_net
 
     spec = {"name": case.teacher, "kwargs": {}, "in_channels": 1, "num_classes": 2,
@@ -172,40 +171,43 @@ def kdviewer_step(case: Case, batch_size: int, cached: bool, workdir: Path
     })
     items = _InMemory(random_items(case, batch_size))
     meta = {"in_channels": 1, "num_classes": 2, "class_names": ["0", "1"], "input_size": [case.size, case.size]}
-    with mock.patch("kdviewer.distill.data.build_datasets", lambda *args, **kw: (items, items, meta)):
-        loop = trainer._Loop(recipe, "distill", workdir / "run", DistContext(),
-                             EventReporter(None, "none", enabled=False), resume=False)
-    if (loop.cache is not None) != cached:
-        raise RuntimeError(f"the trainer chose {'cached' if loop.cache is not None else 'live'} teacher outputs")
-    loop.model.train()
-    batch = default_collate([trainer._Indexed(items)[i] for i in range(batch_size)])
-    student_state = copy.deepcopy(loop.model.state_dict())
-    return (lambda: loop._train_step(batch)), batch, teacher_state, student_state
+    step = training_step(recipe, "distill", datasets=(items, items, meta))
+    if (step.cache is not None) != cached:
+        raise RuntimeError(f"the trainer chose {'cached' if step.cache is not None else 'live'} teacher outputs")
+    step.model.train()
+    # "index": the items' place in the training split, the key of the teacher-output cache.
+    batch = default_collate([{**items[i], "index": i} for i in range(batch_size)])
+    student_state = copy.deepcopy(step.model.state_dict())
+    return (lambda: step(batch)), batch, teacher_state, student_state
 
 
 # -- measuring ----------------------------------------------------------------------------------------------
 
+SIDES = ("kdviewer", "bare", "bare copy")
+
+
 def measure(case: Case, batch_size: int, cached: bool, warmup: int, steps: int, workdir: Path) -> dict:
-    """Wall and process-CPU step times (s) of both sides, interleaved after `warmup` untimed steps each, and
-    their first losses. CPU time (all threads of this process) is less disturbed by other work on the machine."""
+    """Wall and process-CPU step times (s) of kdviewer, the bare loop and an identical copy of the bare loop
+    (the control), interleaved in a rotating order after `warmup` untimed steps each, and their first losses.
+    CPU time (all threads of this process) is less disturbed by other work on the machine."""
     kd, batch, teacher_state, student_state = kdviewer_step(case, batch_size, cached, workdir)
-    bare = bare_step(case, batch, teacher_state, student_state, cached)
+    sides = dict(zip(SIDES, (kd, *(bare_step(case, batch, teacher_state, student_state, cached)
+                                    for _ in range(2))), strict=True))
     first = {}
-    for name, step in (("kdviewer", kd), ("bare", bare)):
-        torch.manual_seed(0)  # the same dropout masks in the first step of both
+    for name, step in sides.items():
+        torch.manual_seed(0)  # the same dropout masks in the first step of all
         first[name] = step()  # with cached outputs, kdviewer's first step fills its cache
         for _ in range(warmup - 1):
             step()
-    times: dict[str, list[float]] = {"kdviewer": [], "bare": []}
-    cpu: dict[str, list[float]] = {"kdviewer": [], "bare": []}
+    times: dict[str, list[float]] = {name: [] for name in SIDES}
+    cpu: dict[str, list[float]] = {name: [] for name in SIDES}
     for i in range(steps):
-        order = (("kdviewer", kd), ("bare", bare)) if i % 2 == 0 else (("bare", bare), ("kdviewer", kd))
-        for name, step in order:
+        for name in SIDES[i % 3:] + SIDES[:i % 3]:  # each side goes first, second and third in turn
             t0, c0 = time.perf_counter(), time.process_time()
-            step()
+            sides[name]()
             times[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
-    del kd, bare
+    del kd, sides
     gc.collect()
     return {"times": times, "cpu": cpu, "first_loss": first}
 
@@ -222,7 +224,8 @@ def versions() -> str:
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "kdviewer/distill"], cwd=REPO,
                            capture_output=True, text=True).stdout.strip()
     distill = REPO / "kdviewer" / "distill"
-    files = ", ".join(f"{name} {_sha(distill / name)}" for name in ("trainer.py", "trainer_kd.py", "losses.py"))
+    files = ", ".join(f"{name} {_sha(distill / name)}"
+                      for name in ("trainer.py", "trainer_step.py", "trainer_kd.py", "losses.py"))
     return (f"Python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}; "
             f"torch threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()}), "
             f"oneDNN {torch.backends.mkldnn.is_available()}\n"
@@ -235,34 +238,47 @@ def _fmt(times: list[float], batch_size: int) -> str:
     return f"{batch_size / mid:.1f} img/s ({mid * 1000:.0f} ms/step, IQR {iqr * 1000:.0f})"
 
 
+def _ratio(r: dict, clock: str, side: str) -> float:
+    """Median step time of `side` / that of the bare loop (= bare img/s / `side` img/s)."""
+    return median_iqr(r[clock][side])[0] / median_iqr(r[clock]["bare"])[0]
+
+
 def table_rows(results: list[tuple[Case, bool, dict]], batch_size: int, warmup: int) -> list[list[str]]:
-    """One row per case and teacher-output mode: both sides, the ratio, the goal, the verdict."""
+    """Per case and teacher-output mode, two rows: kdviewer vs bare (ratio, the noise floor beside it, the
+    goal, the verdict), then the control, bare copy vs bare, measured in the same alternation."""
     rows = []
     for case, cached, r in results:
-        kd, bare = r["times"]["kdviewer"], r["times"]["bare"]
-        ratio = median_iqr(kd)[0] / median_iqr(bare)[0]  # = bare img/s / kdviewer img/s
-        cpu_ratio = median_iqr(r["cpu"]["kdviewer"])[0] / median_iqr(r["cpu"]["bare"])[0]
+        kd, bare, copy_ = (r["times"][name] for name in SIDES)
+        ratio, noise = _ratio(r, "times", "kdviewer"), _ratio(r, "times", "bare copy")
         loss = r["first_loss"]
-        rows.append([case.label, f"{case.size}²", "cached" if cached else "live", f"{warmup} + {len(kd)}",
-                     _fmt(kd, batch_size), _fmt(bare, batch_size), f"{ratio:.2f}×", f"{cpu_ratio:.2f}×",
+        mode, steps = "cached" if cached else "live", f"{warmup} + {len(kd)}"
+        rows.append([case.label, f"{case.size}²", mode, steps, _fmt(kd, batch_size), _fmt(bare, batch_size),
+                     f"{ratio:.2f}×", f"{noise:.2f}×", f"{_ratio(r, 'cpu', 'kdviewer'):.2f}×",
                      f"{loss['kdviewer']:.4f} / {loss['bare']:.4f}", f"≤ {GOAL_RATIO}×",
                      "PASS" if ratio <= GOAL_RATIO else "MISS"])
+        rows.append(["  control: bare loop copy (bare/bare)", f"{case.size}²", mode, steps, _fmt(copy_, batch_size),
+                     _fmt(bare, batch_size), f"{noise:.2f}×", "", f"{_ratio(r, 'cpu', 'bare copy'):.2f}×",
+                     f"{loss['bare copy']:.4f} / {loss['bare']:.4f}", "noise floor", ""])
     return rows
 
 
 NOTES = """
 How it is measured:
-- kdviewer: `trainer._Loop(recipe, "distill", ...)` built by its own __init__ (recipe from a dict, teacher
-  checkpoint written and read back by load_teacher with weights_only, AdamW and the schedule from the recipe,
-  distill.cache_teacher = true for the cached rows); only `kdviewer.distill.data.build_datasets` is patched to
-  return random in-memory items. One step = `_Loop._train_step(batch)` on a pre-collated batch (with "index"):
-  student forward, teacher forward or cache look-up + stack, Distiller.loss, zero_grad, backward, AdamW step,
-  LR-schedule step, float(loss). The DataLoader, events and checkpoints of `_train_epoch`/`fit` are not timed.
+- kdviewer: `trainer.training_step(recipe, "distill", datasets=(items, items, meta))`, the DistillStep a
+  distill run builds (recipe from a dict, teacher checkpoint written and read back by load_teacher with
+  weights_only, AdamW and the schedule from the recipe, distill.cache_teacher = true for the cached rows), on
+  random in-memory items. One step = `step(batch)` on a pre-collated batch (with "index"): student forward,
+  teacher forward or cache look-up + stack, Distiller.loss, zero_grad, backward, AdamW step, LR-schedule
+  step, float(loss). The DataLoader, events and checkpoints of a run's epoch loop are not timed.
 - bare: registry nets with the same weights, teacher forward under no_grad (cached: logits computed once
   before timing), student forward, the loss written inline, zero_grad(set_to_none), backward, AdamW step.
-- The first (untimed) step of both sides starts from the same weights, batch and RNG state: "first loss"
+- control: a second bare loop, built identically, timed in the same rotation (each of the three sides goes
+  first, second and third in turn). Its ratio to the bare loop ("bare/bare") would be 1.00× on a quiet
+  machine; how far it strays is this run's noise floor, so a kdviewer ratio within that distance of
+  1.00× is no measurable overhead.
+- The first (untimed) step of all sides starts from the same weights, batch and RNG state: "first loss"
   shows they compute the same loss. In cached rows kdviewer's first step also fills its teacher-output cache.
-- Images/s = batch / median step time; ratio = kdviewer median step time / bare median step time
+- Images/s = batch / median step time; ratio = median step time / bare median step time
   (= bare img/s / kdviewer img/s; goal: kdviewer within 1.5× of bare); PASS/MISS is on this wall-time ratio.
   "same, CPU time": the ratio of median process CPU times per step (all threads), a check less disturbed
   when other jobs load the machine (a load average above the CPU count means steps wait for a core).
@@ -286,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
           f"UTC, {platform.node()}, {os.cpu_count()} CPUs")
     print(versions())
     print(f"Batch {batch_size}, 1 channel, 2 classes, random inputs; {args.warmup} warm-up step(s) per side, then "
-          f"the timed steps of the two sides alternate. Load average before: {load_average()}.")
+          f"the timed steps of the three sides (kdviewer, bare, bare copy) rotate. Load average before: "
+          f"{load_average()}.")
     steps_note = args.steps or ", ".join(f"{c.size}²: {c.quick_steps if args.quick else c.steps}" for c in CASES)
     print(f"Timed steps per side: {steps_note} (few at 224²/256²: a ResNet-50/U-Net step takes seconds on this CPU; "
           "medians of so few steps are rough).\n")
@@ -300,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
                 results.append((case, cached, measure(case, batch_size, cached, args.warmup, steps, Path(tmp))))
                 print(f"  measured {case.teacher} → {case.student} {case.size}² {'cached' if cached else 'live'} "
                       f"in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    print_table(["case", "input", "teacher outputs", "steps (warm-up + timed)", "kdviewer _train_step",
-                 "bare torch loop (same run)", "bare/kdviewer", "same, CPU time", "first loss kdviewer / bare", "goal", "result"],
+    print_table(["case", "input", "teacher outputs", "steps (warm-up + timed)", "kdviewer DistillStep",
+                 "bare torch loop (same run)", "bare/kdviewer", "noise: bare/bare", "same, CPU time",
+                 "first loss kdviewer / bare", "goal", "result"],
                 table_rows(results, batch_size, args.warmup))
     print(f"\nTotal {time.perf_counter() - t_start:.0f} s. Load average after: {load_average()} "
           f"(on {os.cpu_count()} CPUs; above that, other work shares them).")

@@ -13,8 +13,8 @@ Each phase is split in two halves: the viewer idle, then scrolling.
 1. baseline: no job (the tab idle);
 2. job: a real `kdviewer train` subprocess of a small classify recipe (ResNet-18 teacher on a 2000-image
    28x28 MedMNIST-style .npz written to a temporary folder), started from the Distil tab with "train one
-   first", which polls it every 250 ms and draws its curves (the tab starts jobs at nice 10 with all cores
-   but one for torch); timed from its first optimizer step on, so
+   first", which polls it every 250 ms and draws its curves (the tab starts jobs with all cores but one for torch;
+   `--niceness N` lowers the job's priority, process and autogroup); timed from its first optimizer step on, so
    the interpreter's start and torch's import are not in it. Cancelled afterwards (polled until final);
 3. baseline again, so that a drift of the shared machine's load shows.
 
@@ -108,6 +108,8 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase (idle + scrolling)")
+    parser.add_argument("--niceness", type=int, default=None,
+                        help="the job's nice (process and autogroup); default: the tab's (DistilTab.job_niceness)")
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     tmp = Path(tempfile.mkdtemp(prefix="kdviewer-bench-loop-"))
@@ -135,6 +137,8 @@ def main() -> int:
         raise SystemExit(f"could not load {series}")
     volume = loaded[0]
     tab = DistilTab(main_window=window, data_dir=tmp / "home")
+    if args.niceness is not None:
+        tab.job_niceness = args.niceness
     dock = QDockWidget("Distil", window)
     dock.setWidget(tab)
     window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
@@ -187,7 +191,10 @@ def main() -> int:
     t_start = time.perf_counter()
     spin(app, 180, until=lambda: job.progress.step is not None or job.state.value != "running")
     if job.progress.step is None:
-        raise SystemExit(f"the job ended before training: {job.state.value} {job.error_message}")
+        tab.cancel_selected()   # never leave a detached job behind
+        spin(app, 60, until=lambda: job.id not in tab.jobs)
+        raise SystemExit(f"no optimizer step within 180 s of Start (job {job.state.value}, "
+                         f"{job.error_message or 'no error'})")
     job_start_s = time.perf_counter() - t_start
     step_before = job.progress.step
     record("training job running")
@@ -206,7 +213,7 @@ def main() -> int:
     print(f"series {series} {volume.shape}, axial scroll every {SCROLL_MS} ms, probe timer {TICK_MS} ms; "
           f"phases of {args.seconds:.0f} s; load average {load_average()}")
     print(f"job: `kdviewer {' '.join(job.argv[:1])}` (ResNet-18, 28x28, batch 32, "
-          f"{logic.job_env()['OMP_NUM_THREADS']} torch thread(s)), first step {job_start_s:.1f} s after Start, "
+          f"{logic.job_env()['OMP_NUM_THREADS']} torch thread(s), nice {tab.job_niceness}), first step {job_start_s:.1f} s after Start, "
           f"{steps_done} steps during its phase{'' if job_alive else ' (it ENDED early)'}, "
           f"final state {job.state.value} {cancel_s:.1f} s after Cancel")
     rows = []

@@ -1,5 +1,6 @@
 """The research panel's Distil tab offscreen: a real tiny distillation (teacher trained first) started from the
-form, cancelled mid-run and resumed, installed and run on a study; a bad data folder; the job list reopened."""
+form, followed again by a re-created tab, cancelled mid-run and resumed, installed and run on a study; a bad
+data folder; the job list reopened."""
 
 from __future__ import annotations
 
@@ -100,9 +101,16 @@ def test_distil_from_the_tab_cancel_resume_install_and_run(qtbot, tmp_path: Path
     qtbot.waitUntil(lambda: distilling() is not None, timeout=60000)
     assert installed == ["tiny-teacher"]
     job = distilling()
+
+    # The viewer closes and opens again while it runs: the new tab follows the same job (detached process).
+    tab.close()
+    tab = make_tab(qtbot, tmp_path, home)
+    tab.model_installed.connect(installed.append)
+    assert job.id in tab.jobs and tab.timer.isActive()
     qtbot.waitUntil(lambda: tab.curves.step_curve.xData is not None and len(tab.curves.step_curve.xData) >= 1,
                     timeout=30000)
     assert tab._selected == job.id and "distill" in tab.status_label.text()
+    job = tab.jobs[job.id]
     tab.cancel_button.click()
     qtbot.waitUntil(lambda: job.id not in tab.jobs, timeout=30000)   # polled until final
     student_dir = tmp_path / "runs" / "tiny" / "student"

@@ -121,6 +121,20 @@ def test_segmentation_kd_methods_train(tmp_path: Path, method: str) -> None:
     assert "dice" in json.loads((run / "metrics.json").read_text())["best"]["val"]
 
 
+def test_run_trains_on_the_datasets_it_is_given(tmp_path: Path) -> None:
+    from torch.utils.data import Subset
+
+    from kdviewer.distill.data import build_datasets
+
+    r = recipe("pneumonia-cxr")
+    train, val, meta = build_datasets(r.data.table(), r.task, r.recipe_dir)
+    run = train_teacher(r, tmp_path / "run", progress="none", export=False,
+                        datasets=(Subset(train, range(8)), val, meta))
+    # 8 items in batches of 4 for 2 epochs: 4 steps (the recipe's own 16 items would give 8)
+    assert load_checkpoint(run / "last.pt")["step"] == 4
+    assert json.loads((run / "meta.json").read_text())["class_names"] == meta["class_names"]
+
+
 def test_refuses_to_overwrite_a_run(teacher_run: Path) -> None:
     from kdviewer.errors import KdviewerError
 

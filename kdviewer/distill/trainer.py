@@ -5,6 +5,10 @@ A run folder holds `recipe.toml` (resolved), `run.json` (code revision, stage), 
 `resume=True` continues exactly), `best.pt` (best validation metric) and, after export, `<id>.onnx` +
 `<id>.json` + `<id>.md`. SIGINT/SIGTERM finish the current step, write `last.pt` and raise
 `TrainingInterrupted`. Under `torchrun` the student is wrapped in DDP; only rank 0 writes.
+
+The data come from `distill.data.build_datasets` (the recipe's `[data]`), or from the caller as
+`datasets=(train_ds, val_ds, meta)` in the same form. Each batch goes through one `DistillStep`
+(`trainer_step`); `training_step` builds a run's step without running it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from kdviewer.distill.events import EventReporter, Throughput
 from kdviewer.distill.losses import FeatureHooks, UnknownLayerError
@@ -37,21 +41,24 @@ from kdviewer.distill.trainer_checkpoint import (
 from kdviewer.distill.trainer_ddp import (
     DistContext,
     any_rank,
-    average_gradients,
     barrier,
     broadcast_object,
     close_distributed,
     epoch_indices,
     init_distributed,
+    single_process,
 )
 from kdviewer.distill.trainer_kd import Distiller, feature_pairs
 from kdviewer.distill.trainer_models import Teacher, build_net, load_teacher, net_spec
 from kdviewer.distill.trainer_optim import build_optimizer, build_scheduler
 from kdviewer.distill.trainer_run import recipe_changes, write_metrics, write_run_files
+from kdviewer.distill.trainer_step import DistillStep
 from kdviewer.distill.trainer_tasks import TaskAdapter, task_adapter
 from kdviewer.errors import KdviewerError
 
 Listener = Callable[[dict[str, Any]], None]
+# (train_ds, val_ds, meta) as `distill.data.build_datasets` returns them: items {"image", "target", ...}.
+Datasets = tuple[Dataset, Dataset, dict[str, Any]]
 
 
 class TrainingInterrupted(KdviewerError):
@@ -68,18 +75,35 @@ class _State:
 
 
 def train_teacher(recipe: Recipe, out: str | Path | None = None, *, resume: bool = False,
-                  progress: str = "bar", export: bool = True, listeners: tuple[Listener, ...] = ()) -> Path:
-    """Train the recipe's teacher (`[teacher_net]`, `[train]`); returns the run folder."""
-    return _run(recipe, "train", out, resume, progress, export, listeners)
+                  progress: str = "bar", export: bool = True, listeners: tuple[Listener, ...] = (),
+                  datasets: Datasets | None = None) -> Path:
+    """Train the recipe's teacher (`[teacher_net]`, `[train]`); returns the run folder.
+
+    `datasets`: (train_ds, val_ds, meta) to train on instead of the recipe's `[data]` (None: build those);
+    a resumed run must be given the same ones again.
+    """
+    return _run(recipe, "train", out, resume, progress, export, listeners, datasets)
 
 
 def distill_student(recipe: Recipe, out: str | Path | None = None, *, resume: bool = False,
-                    progress: str = "bar", export: bool = True, listeners: tuple[Listener, ...] = ()) -> Path:
+                    progress: str = "bar", export: bool = True, listeners: tuple[Listener, ...] = (),
+                    datasets: Datasets | None = None) -> Path:
     """Train the recipe's student (`[student_net]`, `[distill]`) from its teacher; returns the run folder.
 
     `distill.method = "none"` trains the no-KD baseline student with the same data and budget.
+    `datasets`: (train_ds, val_ds, meta) to train on instead of the recipe's `[data]` (None: build those);
+    a resumed run must be given the same ones again.
     """
-    return _run(recipe, "distill", out, resume, progress, export, listeners)
+    return _run(recipe, "distill", out, resume, progress, export, listeners, datasets)
+
+
+def training_step(recipe: Recipe, stage: str, *, datasets: Datasets | None = None) -> DistillStep:
+    """The `DistillStep` a `train` or `distill` run of `recipe` would train with, built as the run builds it
+    (seeded nets, teacher, adapters, optimizer, schedule, cache policy) in this process; nothing is written."""
+    ctx = single_process(recipe.device)
+    reporter = EventReporter(None, "none", enabled=False)
+    # the run folder is only written by `_Loop.fit`, which is not called here
+    return _Loop(recipe, stage, Path.cwd(), ctx, reporter, resume=False, datasets=datasets).step
 
 
 def default_run_dir(recipe: Recipe, stage: str) -> Path:
@@ -96,14 +120,14 @@ def role_of(recipe: Recipe, stage: str) -> str:
 
 
 def _run(recipe: Recipe, stage: str, out: str | Path | None, resume: bool, progress: str, export: bool,
-         listeners: tuple[Listener, ...]) -> Path:
+         listeners: tuple[Listener, ...], datasets: Datasets | None) -> Path:
     ctx = init_distributed(recipe.device)
     try:
         run_dir = Path(broadcast_object(ctx, str(Path(out) if out else default_run_dir(recipe, stage)))).resolve()
         reporter = EventReporter(run_dir if ctx.is_main else None, progress, enabled=ctx.is_main)
         reporter.listeners.extend(listeners)
         try:
-            _Loop(recipe, stage, run_dir, ctx, reporter, resume).fit()
+            _Loop(recipe, stage, run_dir, ctx, reporter, resume, datasets).fit()
             if export and ctx.is_main:
                 from kdviewer.distill.export import export_run
                 onnx_path, card_path = export_run(run_dir, which="best", int8=recipe.export.int8,
@@ -160,14 +184,16 @@ class _Loop:
     """One run: its data, nets, optimiser, state and the epoch loop."""
 
     def __init__(self, recipe: Recipe, stage: str, run_dir: Path, ctx: DistContext, reporter: EventReporter,
-                 resume: bool) -> None:
-        from kdviewer.distill.data import build_datasets
-
+                 resume: bool, datasets: Datasets | None = None) -> None:
         self.recipe, self.stage, self.run_dir, self.ctx, self.reporter = recipe, stage, run_dir, ctx, reporter
         self.cfg: TrainConfig = recipe.stage(stage)
         self.resume = resume
         seed_everything(recipe.seed)
-        self.train_ds, self.val_ds, self.meta = build_datasets(recipe.data.table(), recipe.task, recipe.recipe_dir)
+        if datasets is None:
+            from kdviewer.distill.data import build_datasets
+
+            datasets = build_datasets(recipe.data.table(), recipe.task, recipe.recipe_dir)
+        self.train_ds, self.val_ds, self.meta = datasets
         self.adapter: TaskAdapter = task_adapter(recipe.task, self.meta, self.cfg.logit_adjust)
         net_cfg = recipe.teacher_net if stage == "train" else recipe.student_net
         self.spec = net_spec(net_cfg, recipe, self.meta)
@@ -196,6 +222,8 @@ class _Loop:
         self.params = list(self.model.parameters()) + (list(self.distiller.parameters()) if self.distiller else [])
         self.optimizer = build_optimizer(self.cfg, self.params)
         self.scheduler = build_scheduler(self.cfg, self.optimizer, self.steps_per_epoch)
+        self.step = DistillStep(self.model, self.wrapped, self.teacher.model if self.teacher else None,
+                                self.distiller, self.adapter, self.optimizer, self.scheduler, self.cache, ctx)
         self.state = _State()
 
     # --- setup -------------------------------------------------------------------------------------------
@@ -295,7 +323,7 @@ class _Loop:
         for batch in loader:
             if st.step_in_epoch >= self.steps_per_epoch:
                 break
-            loss = self._train_step(batch)
+            loss = self.step(batch)
             st.step += 1
             st.step_in_epoch += 1
             self.reporter.emit("step", epoch=st.epoch, step=st.step, loss=loss,
@@ -308,46 +336,6 @@ class _Loop:
                 return
             if cfg.max_steps and st.step >= cfg.max_steps:
                 return
-
-    def _train_step(self, batch: dict[str, Any]) -> float:
-        dev = self.ctx.device
-        batch = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        images = batch["image"]
-        kd = self.distiller
-        if kd is None:
-            loss = self.adapter.hard_loss(self.wrapped(images), batch)
-        else:
-            s_hooks = FeatureHooks(self.model, kd.student_layers) if kd.pairs else contextlib.nullcontext()
-            with s_hooks as sh:
-                s_out = self.wrapped(images)
-            s_feats = [sh.outputs[n] for n in kd.student_layers] if kd.pairs else []
-            t_out, t_feats = self._teacher_outputs(batch) if kd.uses_teacher else (None, [])
-            loss = kd.loss(s_out, t_out, batch, s_feats, t_feats)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if kd is not None:
-            average_gradients(self.ctx, kd.parameters())
-        self.optimizer.step()
-        self.scheduler.step()
-        return float(loss.detach())
-
-    @torch.no_grad()
-    def _teacher_outputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        assert self.teacher is not None and self.distiller is not None
-        teacher, names = self.teacher.model, self.distiller.teacher_layers
-        if self.cache is not None:
-            idx = [int(i) for i in batch["index"]]
-            missing = [j for j, i in enumerate(idx) if i not in self.cache]
-            if missing:
-                out = teacher(batch["image"][missing])
-                for j, o in zip(missing, out, strict=True):
-                    self.cache[idx[j]] = o.detach().cpu()
-            return torch.stack([self.cache[i] for i in idx]).to(self.ctx.device), []
-        if not names:
-            return teacher(batch["image"]), []
-        with FeatureHooks(teacher, names) as th:
-            out = teacher(batch["image"])
-        return out, [th.outputs[n] for n in names]
 
     # --- validation, checkpoints ----------------------------------------------------------------------
 

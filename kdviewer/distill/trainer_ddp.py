@@ -33,12 +33,21 @@ class DistContext:
         return self.world_size > 1
 
 
+def _use_cuda(device: str) -> bool:
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
+def single_process(device: str = "auto") -> DistContext:
+    """A world of one on the recipe's device (auto | cpu | cuda), whatever torchrun's variables say."""
+    return DistContext(device=torch.device("cuda" if _use_cuda(device) else "cpu"))
+
+
 def init_distributed(device: str = "auto") -> DistContext:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK), or a world of one."""
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    use_cuda = _use_cuda(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return DistContext(device=torch.device("cuda" if use_cuda else "cpu"))
+        return single_process(device)
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():

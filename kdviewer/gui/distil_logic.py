@@ -491,13 +491,20 @@ def job_env() -> dict[str, str]:
 
 
 def lower_priority(pid: int, niceness: int = 10) -> None:
-    """Make a just-started job yield the CPU to the viewer (POSIX nice; its threads started later inherit it).
-    Best effort: nothing happens where the platform has no `os.setpriority`."""
+    """Make a just-started job yield the CPU to the viewer: POSIX nice (threads it starts later inherit it)
+    and, on Linux with autogroups, the nice of its session's group too (a job runs in a session of its own,
+    and between sessions the kernel weighs the groups, not the processes' nice). Best effort."""
     if hasattr(os, "setpriority"):
         try:
             os.setpriority(os.PRIO_PROCESS, pid, niceness)
         except OSError:
             pass   # the process is gone already, or not ours
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    if autogroup.exists():
+        try:
+            autogroup.write_text(str(niceness), encoding="ascii")
+        except OSError:
+            pass
 
 
 def user_data_dir() -> Path:

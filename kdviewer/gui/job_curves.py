@@ -25,6 +25,7 @@ def _plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
         plot.getAxis(axis).enableAutoSIPrefix(False)   # metrics in [0, 1] read as they are, not "x0.001"
     plot.setMenuEnabled(False)
     plot.setMinimumHeight(140)
+    plot.setLimits(xMin=0)   # steps and epochs start at 1: never pan into negative ones
     return plot
 
 

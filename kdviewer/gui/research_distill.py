@@ -68,6 +68,12 @@ class DistilTab(QWidget):
     and the error dialog; tests pass `settings`, `data_dir` (job history, runs; default: the user data folder)
     and `user_models_dir` instead, and replace `ask_folder` / `ask_save_path` to answer the choosers."""
 
+    # A job already leaves one core to the viewer (torch threads: all cores but one). `job_niceness` > 0 also
+    # lowers its priority (nice of the process and of its session's autogroup). Off by default: measured with
+    # benchmarks/bench_event_loop.py on a busy 2-core machine, nice 10 cut the job's progress about tenfold
+    # for an event-loop gain lost in the noise at moderate load.
+    job_niceness = 0
+
     model_installed = Signal(str)      # id of a model installed into the user model folder
     job_started = Signal(str)          # job id
     job_finished = Signal(str, str)    # job id, final state
@@ -509,7 +515,8 @@ class DistilTab(QWidget):
 
     def _start_stage(self, stage: logic.Stage) -> Job:
         job = start_job(stage.argv, stage.run_dir, name=stage.name, env=logic.job_env())
-        logic.lower_priority(job.pid)
+        if self.job_niceness:
+            logic.lower_priority(job.pid, self.job_niceness)
         self._follow(job, new=True)
         return job
 
@@ -549,7 +556,8 @@ class DistilTab(QWidget):
         except KdviewerError as exc:
             self.show_error("Cannot resume the job", str(exc))
             return None
-        logic.lower_priority(job.pid)
+        if self.job_niceness:
+            logic.lower_priority(job.pid, self.job_niceness)
         self._follow(job, new=True)
         return job
 

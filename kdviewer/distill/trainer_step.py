@@ -1,0 +1,85 @@
+"""One optimizer step of a training run: forward, teacher outputs (live or cached), loss, backward, step.
+
+`train_teacher` and `distill_student` call a `DistillStep` once per batch; a script or a test can build
+the run's own step with `kdviewer.distill.trainer.training_step` and call it on any batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdviewer.distill.losses import FeatureHooks
+from kdviewer.distill.trainer_ddp import DistContext, average_gradients
+from kdviewer.distill.trainer_kd import Distiller
+from kdviewer.distill.trainer_tasks import TaskAdapter
+
+
+class DistillStep:
+    """The per-batch training step of one run (teacher training, baseline or KD student).
+
+    `model` is the net being trained, `wrapped` the module the forward goes through (the model itself, or its
+    DDP wrapper). `teacher` (a frozen module) and `distiller` are None when training a teacher; a baseline
+    student has a distiller of method "none" and no teacher. `cache` maps a training item's index to the
+    teacher's output for it (output-only KD methods, inputs identical every epoch); None computes it live.
+    """
+
+    def __init__(self, model: nn.Module, wrapped: nn.Module, teacher: nn.Module | None, distiller: Distiller | None,
+                 adapter: TaskAdapter, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, cache: dict[int, torch.Tensor] | None,
+                 ctx: DistContext) -> None:
+        if distiller is not None and distiller.uses_teacher and teacher is None:
+            raise ValueError(f"distill method {distiller.cfg.method!r} needs a teacher")
+        self.model, self.wrapped, self.teacher, self.distiller = model, wrapped, teacher, distiller
+        self.adapter, self.optimizer, self.scheduler, self.cache, self.ctx = (
+            adapter, optimizer, scheduler, cache, ctx)
+
+    def __call__(self, batch: dict[str, Any]) -> float:
+        """Train on one collated batch and return its loss (before the update).
+
+        batch: "image" (N, C, H, W) float32, "target" as the task's adapter reads it, and "index" (N,) int64
+        (the items' indices in the training split) when teacher outputs are cached.
+        """
+        dev = self.ctx.device
+        batch = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+        images = batch["image"]
+        kd = self.distiller
+        if kd is None:
+            loss = self.adapter.hard_loss(self.wrapped(images), batch)
+        else:
+            s_hooks = FeatureHooks(self.model, kd.student_layers) if kd.pairs else contextlib.nullcontext()
+            with s_hooks as sh:
+                s_out = self.wrapped(images)
+            s_feats = [sh.outputs[n] for n in kd.student_layers] if kd.pairs else []
+            t_out, t_feats = self.teacher_outputs(batch) if kd.uses_teacher else (None, [])
+            loss = kd.loss(s_out, t_out, batch, s_feats, t_feats)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if kd is not None:
+            average_gradients(self.ctx, kd.parameters())  # FitNets adapters: not in DDP's care
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def teacher_outputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The teacher's output for `batch` (from the cache where it holds them) and the features the
+        distiller pairs with the student's (an empty list for output-only methods)."""
+        assert self.teacher is not None and self.distiller is not None
+        teacher, names = self.teacher, self.distiller.teacher_layers
+        if self.cache is not None:
+            idx = [int(i) for i in batch["index"]]
+            missing = [j for j, i in enumerate(idx) if i not in self.cache]
+            if missing:
+                out = teacher(batch["image"][missing])
+                for j, o in zip(missing, out, strict=True):
+                    self.cache[idx[j]] = o.detach().cpu()
+            return torch.stack([self.cache[i] for i in idx]).to(self.ctx.device), []
+        if not names:
+            return teacher(batch["image"]), []
+        with FeatureHooks(teacher, names) as th:
+            out = teacher(batch["image"])
+        return out, [th.outputs[n] for n in names]

@@ -1,0 +1,103 @@
+"""One training step of a distill run (`DistillStep`) on a tiny in-memory data set: what it trains and what it computes."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import default_collate
+
+from kdviewer.distill.losses import hinton_kd_loss
+from kdviewer.distill.recipe import Recipe, recipe_from_dict
+from kdviewer.distill.trainer import training_step
+from kdviewer.distill.trainer_checkpoint import save_checkpoint
+from kdviewer.distill.trainer_models import build_net
+from kdviewer.distill.trainer_step import DistillStep
+
+torch.set_num_threads(1)
+SIZE, BATCH = 32, 4
+META = {"in_channels": 1, "num_classes": 2, "class_names": ["normal", "pneumonia"], "input_size": [SIZE, SIZE]}
+
+
+class InMemory(torch.utils.data.Dataset):
+    """Items {"image": (1, 32, 32) float32, "target": () int64}, as `distill.data` gives them."""
+
+    def __init__(self, n: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.rand(n, 1, SIZE, SIZE, generator=g)
+        self.targets = torch.randint(0, 2, (n,), generator=g)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[i], "target": self.targets[i]}
+
+
+def distill_recipe(tmp_path: Path, method: str) -> Recipe:
+    """resnet18 teacher (random weights, saved as a checkpoint) → mobilenetv2 width 0.35, batch 4."""
+    spec = {"name": "resnet18", "kwargs": {}, "in_channels": 1, "num_classes": 2, "input_size": [SIZE, SIZE]}
+    torch.manual_seed(1)
+    teacher = save_checkpoint({"model": build_net(spec).state_dict(), "net": spec}, tmp_path / "teacher.pt")
+    return recipe_from_dict({
+        "name": "tiny", "task": "classify", "teacher": str(teacher), "device": "cpu", "seed": 0,
+        "data": {"path": str(tmp_path), "input_size": [SIZE, SIZE], "channels": 1},
+        "teacher_net": {"arch": "resnet18"}, "student_net": {"arch": "mobilenetv2", "width": 0.35},
+        "distill": {"method": method, "temperature": 4.0, "alpha": 0.3, "batch_size": BATCH, "epochs": 1,
+                    "schedule": "none"},
+    })
+
+
+def step_and_batch(tmp_path: Path, method: str) -> tuple[DistillStep, dict[str, torch.Tensor], Recipe]:
+    recipe = distill_recipe(tmp_path, method)
+    items = InMemory(2 * BATCH)
+    step = training_step(recipe, "distill", datasets=(items, items, META))
+    batch = default_collate([{**items[i], "index": i} for i in range(BATCH)])
+    return step, batch, recipe
+
+
+def student_outputs(step: DistillStep, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The student's logits for `batch` as the step sees them (training mode, RNG seeded as before the step)."""
+    twin = copy.deepcopy(step.model).train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        return twin(batch["image"])
+
+
+def test_hinton_step_trains_the_student_and_not_the_teacher(tmp_path: Path) -> None:
+    step, batch, _ = step_and_batch(tmp_path, "hinton")
+    assert step.teacher is not None
+    student_before = copy.deepcopy(step.model.state_dict())
+    teacher_before = copy.deepcopy(step.teacher.state_dict())
+    loss = step(batch)
+    assert loss > 0
+    changed = [k for k, v in step.model.state_dict().items() if not torch.equal(v, student_before[k])]
+    assert any(k.endswith("weight") for k in changed), "the student's weights did not change"
+    for key, value in step.teacher.state_dict().items():
+        assert torch.equal(value, teacher_before[key]), key
+
+
+def test_hinton_step_loss_is_the_hinton_formula(tmp_path: Path) -> None:
+    step, batch, recipe = step_and_batch(tmp_path, "hinton")
+    assert step.teacher is not None
+    s_out = student_outputs(step, batch)
+    with torch.no_grad():
+        t_out = step.teacher(batch["image"])
+    expected = hinton_kd_loss(s_out, t_out, batch["target"], temperature=recipe.distill.temperature,
+                              alpha=recipe.distill.alpha)
+    torch.testing.assert_close(torch.tensor(step_loss(step, batch)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_step_without_kd_is_plain_cross_entropy(tmp_path: Path) -> None:
+    step, batch, _ = step_and_batch(tmp_path, "none")
+    assert step.teacher is None
+    expected = F.cross_entropy(student_outputs(step, batch), batch["target"])
+    torch.testing.assert_close(torch.tensor(step_loss(step, batch)), expected, rtol=1e-5, atol=1e-6)
+
+
+def step_loss(step: DistillStep, batch: dict[str, torch.Tensor]) -> float:
+    """The loss of one step, with the RNG (dropout) seeded as `student_outputs` seeds it."""
+    torch.manual_seed(0)
+    return step(batch)
