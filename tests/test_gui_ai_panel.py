@@ -292,8 +292,12 @@ def test_tags_panel_shows_the_full_header_of_the_current_slice(qtbot, window):
     assert "PixelData" not in names
     assert all(r.tag.startswith("(") and r.vr for r in rows)
     position = next(r.value for r in rows if r.name == "ImagePositionPatient")
-    wheel(win.grid.views["axial"], 5)  # another slice, another file
-    assert next(r.value for r in win.tags.visible_rows() if r.name == "ImagePositionPatient") != position
+    wheel(win.grid.views["axial"], 5)  # another slice, another file: shown once scrolling pauses
+
+    def moved() -> bool:
+        return next(r.value for r in win.tags.visible_rows() if r.name == "ImagePositionPatient") != position
+
+    qtbot.waitUntil(moved, timeout=3000)
     win.tags.filter.setText("rescale")
     assert {r.name for r in win.tags.visible_rows()} == {"RescaleIntercept", "RescaleSlope"}
     win.tags.filter.setText("(0028,")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -92,6 +92,9 @@ class MainWindow(QMainWindow):
         self.browser = SeriesBrowser(self)
         self.browser.chosen.connect(self.load_series)
         self.tags = TagsPanel(self)
+        # Reading and showing a header costs tens of ms: while the user scrolls, refresh once they pause.
+        self._tags_timer = QTimer(self, singleShot=True, interval=150)
+        self._tags_timer.timeout.connect(self.update_tags)
         for title, name, widget in (("Series", "series", self.browser), ("DICOM tags", "tags", self.tags)):
             dock = QDockWidget(title, self)
             dock.setObjectName(name)
@@ -399,7 +402,7 @@ class MainWindow(QMainWindow):
         if event == "layout":
             self._sync_layout_controls()
         if event == "cursor" and self._files:
-            self.update_tags()
+            self._tags_timer.start()
 
     def _sync_layout_controls(self) -> None:
         layout = self.state.layout
