@@ -65,6 +65,7 @@ class AiPanel(QWidget):
         self.show_warning: ShowMessage = show_error
         self.logic = logic or AiPanelLogic()
         self.thread: TaskThread | None = None
+        self._outcome = "failed"  # of the current run: "succeeded", "failed" or "cancelled"
         self.entries: list[ModelEntry] = []
         self.enhanced_number: int | None = None
         self._build()
@@ -221,6 +222,7 @@ class AiPanel(QWidget):
         thread.cancelled.connect(self._on_cancelled)
         thread.finished.connect(self._on_finished)
         self.thread = thread
+        self._outcome = "failed"  # until the thread reports otherwise
         self.progress.setRange(0, 0)  # busy until the first progress step
         self.progress.setTextVisible(True)
         self.status.setText(f"Running {model.id} on the CPU…")
@@ -252,25 +254,25 @@ class AiPanel(QWidget):
             return
         if run.source is not self.state.volume:  # the series changed while it ran
             self.status.setText("The series changed during the run; its result was dropped.")
-            self.run_done.emit("cancelled")
+            self._outcome = "cancelled"
             return
         self.logic.accept(run)
         self._show_result(run)
         self.status.setText(f"{run.model.id}: done in {run.latency_ms:.0f} ms (latency, CPU).")
-        self.run_done.emit("succeeded")
+        self._outcome = "succeeded"
 
     def _on_failed(self, title: str, message: str) -> None:
         if not self._current_thread():
             return
         self.status.setText(f"Failed: {message}")
+        self._outcome = "failed"
         self.show_error(self.window(), title, message)
-        self.run_done.emit("failed")
 
     def _on_cancelled(self) -> None:
         if not self._current_thread():
             return
         self.status.setText("Cancelled; no result was kept.")
-        self.run_done.emit("cancelled")
+        self._outcome = "cancelled"
 
     def _on_finished(self) -> None:
         thread = self.sender()
@@ -280,6 +282,9 @@ class AiPanel(QWidget):
             self.progress.setValue(0)
             self.progress.setTextVisible(False)
             self._sync_run_button()
+            # Announced only now, when the panel is ready for the next run (buttons re-enabled).
+            outcome, self._outcome = self._outcome, "failed"
+            self.run_done.emit(outcome)
         if thread is not None:
             thread.deleteLater()
 
