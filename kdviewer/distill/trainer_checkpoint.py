@@ -83,10 +83,19 @@ def seed_everything(seed: int) -> None:
 
 
 def git_revision() -> str:
-    """`git rev-parse HEAD` of the kdviewer source, or "unknown" outside a git checkout."""
+    """`git rev-parse HEAD` of the kdviewer source, "+dirty" when the package has uncommitted changes.
+
+    Outside a git checkout (an installed copy, an exported snapshot) the env var KDVIEWER_REVISION is used
+    when set, else "unknown".
+    """
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=10, check=False)
+        if out.returncode != 0 or not out.stdout.strip():
+            return os.environ.get("KDVIEWER_REVISION", "unknown")
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", str(here.parent)], cwd=here,
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+        return os.environ.get("KDVIEWER_REVISION", "unknown")
+    return out.stdout.strip() + ("+dirty" if dirty else "")
