@@ -75,9 +75,13 @@ def test_card_failing_the_schema_is_refused_with_the_problem(user_dir):
 
 def test_models_fitting_a_study_by_modality_and_task(user_dir):
     scan = scan_models(user_dir=user_dir)
-    assert [m.id for m in scan.fitting("CR", "classify")] == ["tiny-cls"]
-    assert [m.id for m in scan.fitting("MR", "segment")] == ["tiny-seg"]
-    assert {m.id for m in scan.fitting("ct")} >= {"tiny-seg", "tiny-denoise", "tiny-sr2"}
+
+    def tiny(models) -> list[str]:  # the test's own models (the repository may ship others)
+        return [m.id for m in models if m.id.startswith("tiny-")]
+
+    assert tiny(scan.fitting("CR", "classify")) == ["tiny-cls"]
+    assert tiny(scan.fitting("MR", "segment")) == ["tiny-seg"]
+    assert set(tiny(scan.fitting("ct"))) >= {"tiny-seg", "tiny-denoise", "tiny-sr2"}
     assert "tiny-cls" not in {m.id for m in scan.fitting("CT")}
 
 
