@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def test_run_folder_holds_recipe_events_metrics_revision(teacher_run: Path) -> N
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("step") == 2
     assert {"epoch", "step", "loss", "lr", "images_per_s"} <= set(events[1])
     run = json.loads((teacher_run / "run.json").read_text())
-    assert len(run["revision"]) == 40 or run["revision"] == "unknown"
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", run["revision"]) or run["revision"] == "unknown"
     resolved = load_recipe(teacher_run / "recipe.toml")  # the resolved copy runs from anywhere
     assert Path(resolved.data.path).is_absolute() and resolved.data_path().is_dir()
 

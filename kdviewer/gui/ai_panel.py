@@ -37,7 +37,7 @@ from kdviewer.gui.ai_logic import (
     saliency_volume,
 )
 from kdviewer.gui.ai_results import ClassificationBox, EnhancementBox, SegmentationBox
-from kdviewer.gui.ai_worker import TaskThread
+from kdviewer.gui.background_run import BackgroundRun
 from kdviewer.gui.view_grid import ViewGrid
 from kdviewer.gui.viewer_state import ViewerState
 from kdviewer.study.volume import Volume
@@ -45,7 +45,7 @@ from kdviewer.study.volume import Volume
 ShowMessage = Callable[[QWidget, str, str], object]
 
 
-class AiPanel(QWidget):
+class AiPanel(BackgroundRun, QWidget):
     """Models for the current series, their cards, Run/Cancel with progress, and the results.
 
     add_series(volume) -> series number: keep a new series in the session (the series browser);
@@ -64,8 +64,7 @@ class AiPanel(QWidget):
         self.show_error: ShowMessage = show_error
         self.show_warning: ShowMessage = show_error
         self.logic = logic or AiPanelLogic()
-        self.thread: TaskThread | None = None
-        self._outcome = "failed"  # of the current run: "succeeded", "failed" or "cancelled"
+        self._init_background_run()
         self.entries: list[ModelEntry] = []
         self.enhanced_number: int | None = None
         self._build()
@@ -197,10 +196,6 @@ class AiPanel(QWidget):
         self.cancel_button.setEnabled(running)
 
     # -- running -----------------------------------------------------------------------------
-    def is_running(self) -> bool:
-        """True while a model runs in the background."""
-        return self.thread is not None
-
     def run_selected(self) -> None:
         """Run the selected model on the current series (a warning first when it is not made for it)."""
         entry = self.selected_entry()
@@ -214,44 +209,13 @@ class AiPanel(QWidget):
         slice_index = None
         if model.task == "classify" and volume.shape[0] > 1:
             slice_index = self.state.geometry.original_index_xyz(self.state.cursor)[2]  # the axial slice shown
-        thread = TaskThread(lambda progress, cancel: self.logic.run(model, volume, slice_index, progress, cancel),
-                            self)
-        thread.progress.connect(self._on_progress)
-        thread.succeeded.connect(self._on_succeeded)
-        thread.failed.connect(self._on_failed)
-        thread.cancelled.connect(self._on_cancelled)
-        thread.finished.connect(self._on_finished)
-        self.thread = thread
-        self._outcome = "failed"  # until the thread reports otherwise
-        self.progress.setRange(0, 0)  # busy until the first progress step
-        self.progress.setTextVisible(True)
-        self.status.setText(f"Running {model.id} on the CPU…")
+        self.start_thread(lambda progress, cancel: self.logic.run(model, volume, slice_index, progress, cancel),
+                          f"Running {model.id} on the CPU…")
+
+    def _sync_buttons(self) -> None:
         self._sync_run_button()
-        thread.start()
-
-    def cancel(self) -> None:
-        """Stop the running model at its next batch; nothing of it is kept."""
-        if self.thread is not None:
-            self.thread.cancel()
-            self.status.setText("Cancelling…")
-
-    def wait(self, timeout_ms: int = 10000) -> None:
-        """Cancel and wait for a running model (closing the window)."""
-        if self.thread is not None:
-            self.thread.cancel()
-            self.thread.wait(timeout_ms)
-
-    def _current_thread(self) -> bool:
-        return self.sender() is self.thread and self.thread is not None
-
-    def _on_progress(self, done: int, total: int) -> None:
-        if self._current_thread() and not self.thread.is_cancelled:
-            self.progress.setRange(0, max(total, 1))
-            self.progress.setValue(done)
 
     def _on_succeeded(self, run: AiRun) -> None:
-        if not self._current_thread():
-            return
         if run.source is not self.state.volume:  # the series changed while it ran
             self.status.setText("The series changed during the run; its result was dropped.")
             self._outcome = "cancelled"
@@ -260,33 +224,6 @@ class AiPanel(QWidget):
         self._show_result(run)
         self.status.setText(f"{run.model.id}: done in {run.latency_ms:.0f} ms (latency, CPU).")
         self._outcome = "succeeded"
-
-    def _on_failed(self, title: str, message: str) -> None:
-        if not self._current_thread():
-            return
-        self.status.setText(f"Failed: {message}")
-        self._outcome = "failed"
-        self.show_error(self.window(), title, message)
-
-    def _on_cancelled(self) -> None:
-        if not self._current_thread():
-            return
-        self.status.setText("Cancelled; no result was kept.")
-        self._outcome = "cancelled"
-
-    def _on_finished(self) -> None:
-        thread = self.sender()
-        if thread is self.thread:
-            self.thread = None
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
-            self.progress.setTextVisible(False)
-            self._sync_run_button()
-            # Announced only now, when the panel is ready for the next run (buttons re-enabled).
-            outcome, self._outcome = self._outcome, "failed"
-            self.run_done.emit(outcome)
-        if thread is not None:
-            thread.deleteLater()
 
     # -- showing results ---------------------------------------------------------------------
     def _show_result(self, run: AiRun) -> None:

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kdviewer.gui.ai_worker import TaskThread
+from kdviewer.gui.background_run import BackgroundRun
 from kdviewer.gui.research_compare_logic import (
     CompareLogic,
     DataPreview,
@@ -50,8 +50,10 @@ TOP_CASES = 20
 ERROR_STYLE = "color: #b00020;"
 
 
-class DatasetCompare(QWidget):
+class DatasetCompare(BackgroundRun, QWidget):
     """Folder chooser and preview, Evaluate / Cancel / progress, the table, the plots and the cases."""
+
+    progress_format = "%v / %m items"
 
     run_done = Signal(str)  # "succeeded", "failed" or "cancelled", once the run's thread has ended
 
@@ -61,8 +63,7 @@ class DatasetCompare(QWidget):
         super().__init__(parent)
         self.logic, self.pair = logic, pair
         self.open_path, self.show_case, self.show_error = open_path, show_case, show_error
-        self.thread: TaskThread | None = None
-        self._outcome: str | None = None  # of the run in progress, announced by run_done once its thread ends
+        self._init_background_run()
         self.preview: DataPreview | None = None
         self.result: DatasetComparison | None = None
         self.plots: list[tuple[str, object]] = []
@@ -198,51 +199,20 @@ class DatasetCompare(QWidget):
             w.setEnabled(not running)
 
     # -- running -----------------------------------------------------------------------------
-    def is_running(self) -> bool:
-        return self.thread is not None
-
     def run(self) -> None:
         """Evaluate both models of the pair on the chosen split, in the background."""
         pair, preview = self.pair(), self.preview
         if pair is None or not pair.available or preview is None or self.is_running():
             return
         split, limit = self.split.currentText() or None, self.limit.value() or None
-        thread = TaskThread(lambda progress, cancel: self.logic.run_dataset(pair, preview.path, split, limit,
-                                                                            progress, cancel), self)
-        thread.progress.connect(self._on_progress)
-        thread.succeeded.connect(self._on_succeeded)
-        thread.failed.connect(self._on_failed)
-        thread.cancelled.connect(self._on_cancelled)
-        thread.finished.connect(self._on_finished)
-        self.thread = thread
-        self.progress.setRange(0, 0)
-        self.progress.setTextVisible(True)
         self.status.setStyleSheet("")
-        self.status.setText(f"Evaluating {pair.teacher_id} and {pair.student_id} on {preview.path.name} "
-                            f"({split or 'all'})…")
+        self.start_thread(lambda progress, cancel: self.logic.run_dataset(pair, preview.path, split, limit,
+                                                                          progress, cancel),
+                          f"Evaluating {pair.teacher_id} and {pair.student_id} on {preview.path.name} "
+                          f"({split or 'all'})…")
+
+    def _sync_buttons(self) -> None:
         self.sync()
-        thread.start()
-
-    def cancel(self) -> None:
-        """Stop at the next item; nothing of the run is kept."""
-        if self.thread is not None:
-            self.thread.cancel()
-            self.status.setText("Cancelling…")
-
-    def wait(self, timeout_ms: int = 10000) -> None:
-        """Cancel and wait for a running evaluation (closing the window)."""
-        if self.thread is not None:
-            self.thread.cancel()
-            self.thread.wait(timeout_ms)
-
-    def _mine(self) -> bool:
-        return self.thread is not None and self.sender() is self.thread
-
-    def _on_progress(self, done: int, total: int) -> None:
-        if self._mine() and not self.thread.is_cancelled:
-            self.progress.setRange(0, max(total, 1))
-            self.progress.setValue(done)
-            self.progress.setFormat("%v / %m items")
 
     def _on_succeeded(self, result: DatasetComparison) -> None:
         self.result = result
@@ -253,29 +223,9 @@ class DatasetCompare(QWidget):
         self._outcome = "succeeded"
 
     def _on_failed(self, title: str, message: str) -> None:
-        self.status.setStyleSheet(ERROR_STYLE)
-        self.status.setText(f"Failed: {message}")
-        self.show_error(self.window(), title, message)
-        self._outcome = "failed"
-
-    def _on_cancelled(self) -> None:
-        self.status.setText("Cancelled; no result was kept.")
-        self._outcome = "cancelled"
-
-    def _on_finished(self) -> None:
-        thread = self.sender()
-        outcome = None
-        if thread is self.thread:
-            self.thread = None
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
-            self.progress.setTextVisible(False)
-            outcome, self._outcome = self._outcome, None
-        if thread is not None:
-            thread.deleteLater()
-        self.sync()
-        if outcome is not None:  # after the buttons are back: a listener sees the panel ready again
-            self.run_done.emit(outcome)
+        if self._current_thread():
+            self.status.setStyleSheet(ERROR_STYLE)
+        super()._on_failed(title, message)
 
     # -- showing -----------------------------------------------------------------------------
     def show_result(self) -> None:

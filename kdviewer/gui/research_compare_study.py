@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kdviewer.gui.ai_worker import TaskThread
+from kdviewer.gui.background_run import BackgroundRun
 from kdviewer.gui.overlay import LABEL_COLORS
 from kdviewer.gui.research_compare_logic import (
     AGREED,
@@ -55,7 +55,7 @@ def legend_html(with_reference: bool) -> str:
     return "&nbsp;&nbsp;".join(spans)
 
 
-class StudyCompare(QWidget):
+class StudyCompare(BackgroundRun, QWidget):
     """Compare / Cancel / progress, reference mask, the two views, the numbers table and the bars."""
 
     run_done = Signal(str)  # "succeeded", "failed" or "cancelled", once the run's thread has ended
@@ -65,8 +65,8 @@ class StudyCompare(QWidget):
         super().__init__(parent)
         self.logic, self.state, self.pair = logic, state, pair
         self.show_error = show_error
-        self.thread: TaskThread | None = None
-        self._outcome: str | None = None  # of the run in progress, announced by run_done once its thread ends
+        self._init_background_run()
+        self._run_source: Volume | None = None  # the study the running comparison runs on
         self.reference: Volume | None = None
         self.result: StudyComparison | None = None
         self.source: Volume | None = None  # the study's volume the result belongs to
@@ -165,9 +165,6 @@ class StudyCompare(QWidget):
             self.sync()
 
     # -- running -----------------------------------------------------------------------------
-    def is_running(self) -> bool:
-        return self.thread is not None
-
     def run(self) -> None:
         """Run both models of the selected pair on the open study in the background."""
         pair, volume = self.pair(), self.state.volume
@@ -177,73 +174,23 @@ class StudyCompare(QWidget):
         if pair.task == "classify" or self.slice_only.isChecked() or volume.is_2d:
             slice_index = self.state.geometry.original_index_xyz(self.state.cursor)[2] if not volume.is_2d else 0
         reference = self.reference
-        thread = TaskThread(lambda progress, cancel: self.logic.run_study(pair, volume, slice_index, reference,
-                                                                          progress, cancel), self)
-        thread.progress.connect(self._on_progress)
-        thread.succeeded.connect(lambda result: self._on_succeeded(result, volume))
-        thread.failed.connect(self._on_failed)
-        thread.cancelled.connect(self._on_cancelled)
-        thread.finished.connect(self._on_finished)
-        self.thread = thread
-        self.progress.setRange(0, 0)
-        self.progress.setTextVisible(True)
         where = "the whole volume" if slice_index is None else f"slice {slice_index}"
-        self.status.setText(f"Running {pair.teacher_id} and {pair.student_id} on {where}…")
+        self._run_source = volume
+        self.start_thread(lambda progress, cancel: self.logic.run_study(pair, volume, slice_index, reference,
+                                                                        progress, cancel),
+                          f"Running {pair.teacher_id} and {pair.student_id} on {where}…")
+
+    def _sync_buttons(self) -> None:
         self.sync()
-        thread.start()
 
-    def cancel(self) -> None:
-        """Stop the comparison at its next step; nothing of it is kept."""
-        if self.thread is not None:
-            self.thread.cancel()
-            self.status.setText("Cancelling…")
-
-    def wait(self, timeout_ms: int = 10000) -> None:
-        """Cancel and wait for a running comparison (closing the window)."""
-        if self.thread is not None:
-            self.thread.cancel()
-            self.thread.wait(timeout_ms)
-
-    def _mine(self) -> bool:
-        return self.thread is not None and self.sender() is self.thread
-
-    def _on_progress(self, done: int, total: int) -> None:
-        if self._mine() and not self.thread.is_cancelled:
-            self.progress.setRange(0, max(total, 1))
-            self.progress.setValue(done)
-
-    def _on_succeeded(self, result: StudyComparison, source: Volume) -> None:
-        self.result, self.source = result, source
+    def _on_succeeded(self, result: StudyComparison) -> None:
+        self.result, self.source = result, self._run_source
         self.logic.study_result = result
         self.show_result()
         s = result.student
         self.status.setText(f"Done: teacher {result.teacher.latency_ms:.1f} ms, student {s.latency_ms:.1f} ms "
                             f"(speed-up {result.speed_up:.2f}×)." + "".join(f"  ⚠ {w}" for w in result.warnings))
         self._outcome = "succeeded"
-
-    def _on_failed(self, title: str, message: str) -> None:
-        self.status.setText(f"Failed: {message}")
-        self.show_error(self.window(), title, message)
-        self._outcome = "failed"
-
-    def _on_cancelled(self) -> None:
-        self.status.setText("Cancelled; no result was kept.")
-        self._outcome = "cancelled"
-
-    def _on_finished(self) -> None:
-        thread = self.sender()
-        outcome = None
-        if thread is self.thread:
-            self.thread = None
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
-            self.progress.setTextVisible(False)
-            outcome, self._outcome = self._outcome, None
-        if thread is not None:
-            thread.deleteLater()
-        self.sync()
-        if outcome is not None:  # after the buttons are back: a listener sees the panel ready again
-            self.run_done.emit(outcome)
 
     # -- the reference mask ------------------------------------------------------------------
     def choose_reference(self) -> None:
