@@ -29,6 +29,7 @@ from kdviewer.study.dicom_header_types import (
     FrameGeometry,
     NotUsable,
     _native_value_position,
+    window_presets,
 )
 from kdviewer.study.volume import WindowPreset
 
@@ -198,13 +199,7 @@ def _windows(ds: Dataset) -> tuple[WindowPreset, ...]:
     widths = _float_list(ds.get("WindowWidth"))
     names = ds.get("WindowCenterWidthExplanation")
     names = [] if names is None else [str(names)] if isinstance(names, str) else [str(n) for n in names]
-    out = []
-    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
-        if w <= 0:
-            continue
-        name = names[i] if i < len(names) and names[i].strip() else ("File" if i == 0 else f"File {i + 1}")
-        out.append(WindowPreset(name, c, w))
-    return tuple(out)
+    return window_presets(centers, widths, names)
 
 
 def _voi_source(ds: Dataset) -> Dataset:

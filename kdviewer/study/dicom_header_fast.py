@@ -33,6 +33,7 @@ from kdviewer.study.dicom_header_types import (
     DicomHeader,
     FrameGeometry,
     _native_value_position,
+    window_presets,
 )
 from kdviewer.study.volume import WindowPreset
 
@@ -299,13 +300,7 @@ def _fast_windows(values: dict) -> tuple[WindowPreset, ...]:
     widths = _all_floats(values.get("WindowWidth"))
     names = values.get("WindowCenterWidthExplanation")
     names = [] if names is None else [n for n, _ in names]
-    out = []
-    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
-        if w <= 0:
-            continue
-        name = names[i] if i < len(names) and names[i].strip() else ("File" if i == 0 else f"File {i + 1}")
-        out.append(WindowPreset(name, c, w))
-    return tuple(out)
+    return window_presets(centers, widths, names)
 
 
 def _ascii(value: bytes) -> str:

@@ -76,3 +76,14 @@ def _native_value_position(pos: int, head: bytes, implicit: bool) -> tuple[int, 
     if implicit:
         return pos + 8, struct.unpack("<I", head[4:8])[0]
     return pos + 12, struct.unpack("<I", head[8:12])[0]
+
+
+def window_presets(centers: list[float], widths: list[float], names: list[str]) -> tuple[WindowPreset, ...]:
+    """The file's WindowCenter/Width pairs as presets, named by their explanation or 'File', 'File 2', ..."""
+    out = []
+    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
+        if w <= 0:
+            continue
+        name = names[i] if i < len(names) and names[i].strip() else ("File" if i == 0 else f"File {i + 1}")
+        out.append(WindowPreset(name, c, w))
+    return tuple(out)
