@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from kdviewer.gui.background_run import BackgroundRun
+from kdviewer.gui.report_export import ReportExport
 from kdviewer.gui.research_compare_logic import (
     CompareLogic,
     DataPreview,
@@ -50,7 +51,7 @@ TOP_CASES = 20
 ERROR_STYLE = "color: #b00020;"
 
 
-class DatasetCompare(BackgroundRun, QWidget):
+class DatasetCompare(BackgroundRun, ReportExport, QWidget):
     """Folder chooser and preview, Evaluate / Cancel / progress, the table, the plots and the cases."""
 
     progress_format = "%v / %m items"
@@ -287,20 +288,3 @@ class DatasetCompare(BackgroundRun, QWidget):
         """PNG of each plot shown, for the report."""
         return {name: plot_png(w) for name, w in self.plots}
 
-    def choose_export(self) -> None:
-        """Ask for a folder and write the report there."""
-        path = QFileDialog.getExistingDirectory(self, "Write the report into", "")
-        if path:
-            self.export(path)
-
-    def export(self, out_dir: str | Path) -> dict[str, Path] | None:
-        """Write report.html (the plots as PNG) and cases.csv into `out_dir`."""
-        if self.result is None:
-            return None
-        try:
-            written = self.logic.export(self.result, out_dir, self.plot_pngs())
-        except OSError as exc:
-            self.show_error(self.window(), "Could not write the report", str(exc))
-            return None
-        self.status.setText(f"Report written: {written['html']} and {written['csv'].name}")
-        return written

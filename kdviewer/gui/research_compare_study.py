@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from kdviewer.gui.background_run import BackgroundRun
 from kdviewer.gui.overlay import LABEL_COLORS
+from kdviewer.gui.report_export import ReportExport
 from kdviewer.gui.research_compare_logic import (
     AGREED,
     CompareLogic,
@@ -55,7 +56,7 @@ def legend_html(with_reference: bool) -> str:
     return "&nbsp;&nbsp;".join(spans)
 
 
-class StudyCompare(BackgroundRun, QWidget):
+class StudyCompare(BackgroundRun, ReportExport, QWidget):
     """Compare / Cancel / progress, reference mask, the two views, the numbers table and the bars."""
 
     run_done = Signal(str)  # "succeeded", "failed" or "cancelled", once the run's thread has ended
@@ -318,20 +319,3 @@ class StudyCompare(BackgroundRun, QWidget):
             out["probabilities"] = plot_png(self.plot)
         return out
 
-    def choose_export(self) -> None:
-        """Ask for a folder and write the report there."""
-        path = QFileDialog.getExistingDirectory(self, "Write the report into", "")
-        if path:
-            self.export(path)
-
-    def export(self, out_dir: str) -> dict | None:
-        """Write report.html (the views and plots as PNG) and cases.csv into `out_dir`."""
-        if self.result is None:
-            return None
-        try:
-            written = self.logic.export(self.result, out_dir, self.plot_pngs())
-        except OSError as exc:
-            self.show_error(self.window(), "Could not write the report", str(exc))
-            return None
-        self.status.setText(f"Report written: {written['html']}")
-        return written
