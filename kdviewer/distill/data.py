@@ -61,7 +61,8 @@ class ItemDataset(Dataset):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.items)
+        """Training: every item `cfg.repeat` times (each a fresh random sample); validation: once."""
+        return len(self.items) * (self.cfg.repeat if self.train else 1)
 
     def rng_for(self, index: int) -> np.random.Generator:
         """The generator of one sample: (seed, epoch, index) in training, (seed, index) in validation."""
@@ -71,7 +72,8 @@ class ItemDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not self.train and index in self._val_cache:
             return self._val_cache[index]
-        arrays = make_sample(self.items[index], self.cfg, self.task, self.train, self.augment, self.rng_for(index))
+        item = self.items[index % len(self.items)]
+        arrays = make_sample(item, self.cfg, self.task, self.train, self.augment, self.rng_for(index))
         out = {k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in arrays.items()}
         if not self.train and (self.task in ("denoise", "super_resolve") or self.cfg.simulate):
             self._val_cache[index] = out  # deterministic and costly (projections, nodules): compute once

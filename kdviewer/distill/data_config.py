@@ -7,13 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdviewer.distill.augment import AugmentConfig
 from kdviewer.errors import KdviewerError
 from kdviewer.imaging.nodules import NODULE_KINDS
 from kdviewer.imaging.preprocess import NORMALIZE_MODES
 
 TASKS = ("classify", "segment", "denoise", "super_resolve")
 DEGRADE_KINDS = ("low_dose", "gaussian", "downsample")
-_DEGRADE_KEYS = {"kind", "photons", "angles", "sigma", "factor", "method", "target"}
+_DEGRADE_KEYS = {"kind", "photons", "angles", "sigma", "factor", "method", "target", "realizations"}
+# Augmentations that interpolate the image: with a fixed pool of low-dose realisations they would blur the
+# stored noise (only flips and quarter turns, which commute with its statistics, are applied then).
+_POOL_NO_AUGMENT = ("rotate_deg", "scale", "crop")
 SIMULATE_KINDS = ("nodules",)
 # [data].simulate = {kind = "nodules", ...}: the defaults of every key (see `kdviewer.imaging.nodules`).
 NODULE_DEFAULTS: dict[str, Any] = {
@@ -70,6 +74,14 @@ def _simulate(value: Any) -> dict:
             "kinds": kinds, "min_lung_cm2": min_lung, "exclude_slices": exclude, "slice_spacing_mm": slice_mm}
 
 
+def _repeat(value: Any) -> int:
+    """data.repeat: how many samples each training item gives per epoch (fresh random patches/augmentations)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataConfigError(f"data.repeat must be an integer >= 1 (samples per training item per epoch), "
+                              f"got {value!r}")
+    return value
+
+
 def _pair(value: Any, key: str, kind: type = int) -> tuple | None:
     if value is None:
         return None
@@ -103,6 +115,7 @@ class DataConfig:
     stratify: bool = True
     block_size: int | None = None
     simulate: dict = field(default_factory=dict)
+    repeat: int = 1
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], task: str, recipe_dir: Path | None) -> DataConfig:
@@ -134,11 +147,14 @@ class DataConfig:
                 stratify=bool(d.get("stratify", True)),
                 block_size=None if d.get("block_size") is None else int(d["block_size"]),
                 simulate=_simulate(d.get("simulate")),
+                repeat=_repeat(d.get("repeat", 1)),
             )
         except (TypeError, ValueError) as e:
             raise DataConfigError(f"data: {e}") from e
         cfg._check(task)
-        return cfg.with_task_defaults(task)
+        out = cfg.with_task_defaults(task)
+        out._check_realizations()
+        return out
 
     def _check(self, task: str) -> None:
         if self.channels not in (1, 3):
@@ -165,6 +181,28 @@ class DataConfig:
         if self.simulate and self.slices > 1 and not self.simulate["slice_spacing_mm"]:
             raise DataConfigError("data.slices > 1 with simulated nodules needs data.simulate.slice_spacing_mm "
                                   "(the distance between neighbouring slices, mm) to draw them in 3-D")
+
+    def _check_realizations(self) -> None:
+        """degrade.realizations: an integer >= 0 (0: fresh noise every draw), K > 0 for low_dose only."""
+        k = self.degrade.get("realizations", 0)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise DataConfigError(f"data.degrade.realizations must be an integer >= 0 (0: fresh noise every "
+                                  f"draw; K: a fixed pool of K noisy realisations per slice), got {k!r}")
+        if k and self.degrade.get("kind") != "low_dose":
+            raise DataConfigError(f"data.degrade.realizations is for kind = 'low_dose' only, "
+                                  f"not {self.degrade.get('kind')!r}")
+        if k:
+            aug, none = AugmentConfig.from_dict(self.augment), AugmentConfig()
+            bad = [key for key in _POOL_NO_AUGMENT if getattr(aug, key) != getattr(none, key)]
+            if bad:
+                raise DataConfigError(f"data.degrade.realizations = {k} keeps fixed noisy images, which "
+                                      f"data.augment {bad} would interpolate (and blur the noise); drop them "
+                                      "(flips and quarter turns are applied to the pool anyway)")
+
+    @property
+    def realizations(self) -> int:
+        """K of a fixed pool of low-dose realisations per slice; 0: fresh noise every training draw."""
+        return int(self.degrade.get("realizations", 0)) if self.degrade.get("kind") == "low_dose" else 0
 
     def with_task_defaults(self, task: str) -> DataConfig:
         """Fill the degradation a restoration task needs when the recipe gave none."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+from skimage.transform import radon
 
 from kdviewer.distill.augment import AugmentConfig, augment_arrays
 from kdviewer.distill.data_config import DataConfig, DataConfigError
-from kdviewer.imaging.degrade import downsample, gaussian_noise, low_dose_pair
+from kdviewer.imaging.degrade import _fbp_to_hu, _to_square_mu, downsample, gaussian_noise, low_dose_pair
 from kdviewer.imaging.nodules import insert_nodules, lung_mask
 from kdviewer.imaging.preprocess import preprocess_image, resize_channels, to_channels
 from kdviewer.imaging.resample import resize_2d
@@ -128,10 +129,108 @@ def _channels_out(a: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(a[None], channels, axis=0).astype(np.float32)
 
 
+# --- a fixed pool of low-dose realisations ([data].degrade.realizations = K > 0) ---------------------------
+#
+# Slice -> (target, (noisy_0, ..., noisy_K-1)): the whole un-cropped normalised 2-D pair at input_size,
+# float32, read-only; the target (noise-free FBP, or the clean slice) is shared by the K noisy images. The
+# cache lives in the process (a DataLoader worker keeps its own copy, lost when the worker ends: use
+# num_workers = 0) and is never evicted. Memory: (K + 1) * H * W * 4 bytes per training slice, e.g.
+# 256 x 256, K = 4: 1.25 MiB a slice, 100 MiB for 80 slices. `clear_realization_cache()` empties it.
+_REALIZATIONS: dict[tuple, tuple[np.ndarray, tuple[np.ndarray, ...]]] = {}
+
+
+def clear_realization_cache() -> None:
+    """Forget every cached low-dose realisation (tests; freeing memory after a run)."""
+    _REALIZATIONS.clear()
+
+
+def realization_seed(cfg: DataConfig, item: Item, k: int) -> list[int]:
+    """The seed of realisation `k` of `item`: (data seed, the item's key, k), apart from the seeds of the
+    training draws (seed, epoch, index) and of validation (seed, 2**31 - 1, index) by a fourth entry."""
+    return [cfg.seed, zlib.crc32(item.key.encode()), int(k), 0x10D05E]
+
+
+def _pool_key(item: Item, cfg: DataConfig) -> tuple:
+    """Everything a realisation depends on, so two data sets or recipes never share an entry."""
+    deg = cfg.degrade
+    return (str(cfg.path), item.key, cfg.seed, cfg.input_size, cfg.normalize, cfg.window,
+            float(deg.get("photons", 1e4)), int(deg.get("angles", 360)), str(deg.get("target", "fbp")),
+            cfg.realizations)
+
+
+def low_dose_pool(item: Item, cfg: DataConfig) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """(target (H, W), K noisy images (H, W)) of a slice, normalised, float32, computed on first use.
+
+    All K are made at once from one projection of the slice (and one noise-free FBP), so a pool costs one
+    radon transform and K + 1 FBPs instead of K * (1 radon + 2 FBPs). Realisation k is exactly
+    `low_dose_pair(clean, photons, angles, default_rng(realization_seed(cfg, item, k)), pixel_mm)`.
+    """
+    key = _pool_key(item, cfg)
+    hit = _REALIZATIONS.get(key)
+    if hit is not None:
+        return hit
+    sample = item.load()
+    grey = to_channels(sample.image, 1)
+    clean2d = resize_channels(grey, cfg.input_size)[0]
+    pixel_mm = sample.spacing_mm[0] * grey.shape[-1] / clean2d.shape[-1] if sample.spacing_mm else 1.0
+    deg = cfg.degrade
+    photons, angles = float(deg.get("photons", 1e4)), int(deg.get("angles", 360))
+    # The steps of `low_dose_pair`, with the projection and the noise-free FBP shared by the K draws.
+    mu, box = _to_square_mu(clean2d, pixel_mm)
+    theta = np.linspace(0.0, 180.0, angles, endpoint=False)
+    sino = radon(mu, theta=theta, circle=True)
+    n = mu.shape[0]
+    fbp = _fbp_to_hu(sino, theta, n, box, pixel_mm)
+    target_hu = fbp if deg.get("target", "fbp") == "fbp" else clean2d
+    _, target = _normalise_pair(target_hu, target_hu, cfg)
+    target.flags.writeable = False
+    noisy = []
+    for k in range(cfg.realizations):
+        counts = np.random.default_rng(realization_seed(cfg, item, k)).poisson(photons * np.exp(-sino))
+        noisy_hu = _fbp_to_hu(-np.log(np.maximum(counts, 1) / photons), theta, n, box, pixel_mm)
+        image = _normalise_pair(noisy_hu, target_hu, cfg)[0]
+        image.flags.writeable = False
+        noisy.append(image)
+    entry = (target, tuple(noisy))
+    _REALIZATIONS[key] = entry
+    return entry
+
+
+def _dihedral(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random flips (left-right, up-down) and quarter turns of (H, W) arrays (quarter turns only
+    when H == W, so the shape stays): they move pixels without interpolating, so the noise keeps its
+    statistics (up to the orientation of its streaks)."""
+    if rng.random() < 0.5:
+        arrays = [a[:, ::-1] for a in arrays]
+    if rng.random() < 0.5:
+        arrays = [a[::-1] for a in arrays]
+    turns = int(rng.integers(4))
+    if turns % 2 and arrays[0].shape[0] != arrays[0].shape[1]:
+        turns = 0
+    return [np.rot90(a, turns) for a in arrays] if turns else arrays
+
+
+def _pooled_low_dose_sample(item: Item, cfg: DataConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A training draw from the fixed pool: one of the K realisations at random, flipped / turned, cropped."""
+    target, noisy = low_dose_pool(item, cfg)
+    image = noisy[int(rng.integers(len(noisy)))]
+    image, target = _dihedral([image, target], rng)
+    if cfg.patch_size:
+        image, target = _random_crop([image, target], cfg.patch_size, rng)
+    return {"image": _channels_out(image, cfg.channels), "target": _channels_out(target, cfg.channels)}
+
+
 def restore_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: AugmentConfig,
                    rng: np.random.Generator):
     """denoise: image = degraded, target = clean, (C, H, W); super_resolve: image (C, H/f, W/f),
-    target (C, H, W). Intensities through the recipe's window (or the clean image's range)."""
+    target (C, H, W). Intensities through the recipe's window (or the clean image's range).
+
+    Low dose with `degrade.realizations` K > 0: training draws come from a fixed pool of K noisy
+    realisations per slice (`low_dose_pool`), then random flips / quarter turns and the crop (the recipe's
+    other augmentations are refused by `DataConfig`); validation is as with K = 0 (noise seeded by
+    (seed, index), the same every epoch, and cached by `ItemDataset`)."""
+    if train and cfg.realizations > 0:
+        return _pooled_low_dose_sample(item, cfg, rng)
     sample = item.load()
     grey = to_channels(sample.image, 1)  # (1, H, W) in stored units (HU for CT)
     orig_w = grey.shape[-1]

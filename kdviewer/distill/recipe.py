@@ -62,6 +62,7 @@ class DataConfig:
     stratify: bool = True
     block_size: int | None = None               # volume slices are split in blocks of this many
     simulate: dict[str, Any] = field(default_factory=dict)  # {kind = "nodules", ...}: see distill.data_config
+    repeat: int = 1                             # training samples per item per epoch (fresh random patches)
 
     def table(self) -> dict[str, Any]:
         """The [data] table as `distill.data.build_datasets` reads it (unset options left out)."""

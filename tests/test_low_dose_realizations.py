@@ -1,0 +1,143 @@
+"""[data].degrade.realizations: a fixed pool of K low-dose realisations per slice (CT denoising)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from kdviewer.distill import data_samples
+from kdviewer.distill.data import DataConfigError, build_datasets
+from kdviewer.distill.data_samples import clear_realization_cache, low_dose_pool, realization_seed
+from kdviewer.imaging.degrade import low_dose_pair
+
+torch.set_num_threads(1)
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def slices(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six small grey phantoms (a disc with a few blobs), as a plain-images folder."""
+    root = tmp_path_factory.mktemp("plain")
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    rng = np.random.default_rng(7)
+    for i in range(6):
+        img = np.where((yy - 16) ** 2 + (xx - 16) ** 2 < 13**2, 120, 10).astype(np.float64)
+        for _ in range(3):
+            cy, cx, r = rng.integers(8, 24, size=2).tolist() + [int(rng.integers(2, 5))]
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(150, 250)
+        Image.fromarray(img.astype(np.uint8)).save(root / f"slice{i}.png")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    clear_realization_cache()
+    yield
+    clear_realization_cache()
+
+
+def _data(slices: Path, **degrade) -> dict:
+    return {"path": str(slices), "layout": "plain_images", "input_size": [SIZE, SIZE], "window": [128, 256],
+            "val_fraction": 0.34, "degrade": {"kind": "low_dose", "photons": 1e4, "angles": 30, **degrade}}
+
+
+def _canonical(a: np.ndarray) -> bytes:
+    """The same bytes for an image and its flips / quarter turns."""
+    return min(np.ascontiguousarray(np.rot90(f, k)).tobytes() for f in (a, a[::-1]) for k in range(4))
+
+
+def test_training_draws_come_from_k_fixed_realizations(slices: Path):
+    train, _, _ = build_datasets(_data(slices, realizations=3), "denoise", None)
+    target, pool = low_dose_pool(train.items[0], train.cfg)
+    assert len(pool) == 3 and target.dtype == np.float32 and target.shape == (SIZE, SIZE)
+    assert not target.flags.writeable and len({p.tobytes() for p in pool}) == 3
+    seen = set()
+    for epoch in range(24):
+        train.set_epoch(epoch)
+        s = train[0]
+        assert s["image"].shape == s["target"].shape == (1, SIZE, SIZE)
+        image, tgt = s["image"][0].numpy(), s["target"][0].numpy()
+        seen.add(_canonical(image))
+        assert _canonical(tgt) == _canonical(target)  # the target moves with the image
+    assert seen <= {_canonical(p) for p in pool} and len(seen) == 3
+    # Realisation k is the documented low-dose pair, seeded by (seed, item key, k).
+    item = train.items[0]
+    clean = np.asarray(item.load().image, dtype=np.float32)
+    noisy, _ = low_dose_pair(clean, 1e4, 30, np.random.default_rng(realization_seed(train.cfg, item, 1)))
+    np.testing.assert_array_equal(pool[1], np.clip((noisy - 0.0) / 256, 0, 1).astype(np.float32))
+
+
+def test_pool_is_computed_once_and_keyed_by_config(slices: Path, monkeypatch: pytest.MonkeyPatch):
+    train, _, _ = build_datasets(_data(slices, realizations=2, target="clean"), "denoise", None)
+    twin, _, _ = build_datasets(_data(slices, realizations=2, target="clean"), "denoise", None)
+    other, _, _ = build_datasets(_data(slices, realizations=2, target="clean", photons=1e3), "denoise", None)
+    first = low_dose_pool(train.items[0], train.cfg)
+    assert low_dose_pool(twin.items[0], twin.cfg) is first
+    assert not np.array_equal(low_dose_pool(other.items[0], other.cfg)[1][0], first[1][0])
+    calls = []
+    monkeypatch.setattr(data_samples, "radon", lambda *a, **k: calls.append(1))
+    for epoch in range(3):
+        train.set_epoch(epoch)
+        train[0]  # served from the pool: no new projection
+    assert not calls
+
+
+def test_patches_are_cropped_from_the_pool(slices: Path):
+    train, _, _ = build_datasets({**_data(slices, realizations=2), "patch_size": [16, 16]}, "denoise", None)
+    s = train[1]
+    assert s["image"].shape == s["target"].shape == (1, 16, 16)
+    train.set_epoch(1)
+    assert train[1]["image"].shape == (1, 16, 16)
+
+
+def test_validation_is_fixed_across_epochs_and_as_without_a_pool(slices: Path):
+    _, val, _ = build_datasets(_data(slices, realizations=4), "denoise", None)
+    _, val0, _ = build_datasets(_data(slices), "denoise", None)
+    v = val[0]
+    val._val_cache.clear()
+    val.set_epoch(5)
+    assert torch.equal(v["image"], val[0]["image"]) and torch.equal(v["target"], val[0]["target"])
+    assert torch.equal(v["image"], val0[0]["image"])
+
+
+def test_zero_realizations_is_fresh_noise_as_before(slices: Path):
+    train0, _, _ = build_datasets(_data(slices, realizations=0), "denoise", None)
+    plain, _, _ = build_datasets(_data(slices), "denoise", None)
+    for epoch in (0, 1):
+        train0.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        assert torch.equal(train0[0]["image"], plain[0]["image"])
+    train0.set_epoch(0)
+    a = train0[0]["image"]
+    train0.set_epoch(1)
+    assert not torch.equal(a, train0[0]["image"])
+    # Today's recipe: the training rng (seed, epoch, index) draws the noise of the whole slice.
+    item = train0.items[0]
+    clean = np.asarray(item.load().image, dtype=np.float32)
+    noisy, _ = low_dose_pair(clean, 1e4, 30, train0.rng_for(0))
+    np.testing.assert_array_equal(train0[0]["image"][0].numpy(), np.clip(noisy / 256, 0, 1).astype(np.float32))
+    assert not data_samples._REALIZATIONS
+
+
+@pytest.mark.parametrize("degrade, match", [
+    ({"realizations": -1}, "realizations must be an integer >= 0"),
+    ({"realizations": 2.5}, "realizations must be an integer >= 0"),
+    ({"realizations": "4"}, "realizations must be an integer >= 0"),
+    ({"realizations": True}, "realizations must be an integer >= 0"),
+    ({"kind": "gaussian", "realizations": 2}, "realizations is for kind = 'low_dose'"),
+])
+def test_bad_realizations_name_the_key(slices: Path, degrade: dict, match: str):
+    with pytest.raises(DataConfigError, match=match):
+        build_datasets(_data(slices, **degrade), "denoise", None)
+
+
+def test_interpolating_augmentation_is_refused_with_a_pool(slices: Path):
+    with pytest.raises(DataConfigError, match="realizations.*rotate_deg"):
+        build_datasets({**_data(slices, realizations=2), "augment": {"rotate_deg": 10, "hflip": True}},
+                       "denoise", None)
+    build_datasets({**_data(slices, realizations=2), "augment": {"hflip": True}}, "denoise", None)
