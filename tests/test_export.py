@@ -57,6 +57,7 @@ def test_onnx_matches_torch_on_validation_images_with_any_batch(run_dir: Path) -
     assert "auc" in card.metrics["validation"]
     assert card.intended_use == "Research use only. Not for diagnosis."
     assert card.architecture["parameters"] > 0
+    assert any("28x28" in limit for limit in card.limits)  # the recipe's plain-words limits reach the card
     assert onnx_path.with_suffix(".md").read_text().startswith("# pneumonia-cxr-teacher")
 
 

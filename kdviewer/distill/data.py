@@ -35,10 +35,10 @@ from kdviewer.study.datasets import (
     Item,
     LabelledDataset,
     dataset_name,
-    deduplicate,
+    limit_items,
     open_dataset,
     readme_licence,
-    split_items,
+    recipe_split,
 )
 
 __all__ = ["DataConfig", "DataConfigError", "ItemDataset", "build_datasets"]
@@ -94,35 +94,15 @@ def simulation_note(sim: Mapping[str, Any]) -> str:
 
 
 def _limit(items: list[Item], n: int | None, seed: int) -> list[Item]:
-    if n is None or len(items) <= n:
-        return items
-    keep = set(np.random.default_rng(seed).permutation(len(items))[:n].tolist())
-    return [it for i, it in enumerate(items) if i in keep]
-
-
-def _excluded(item: Item, ranges: list[list[int]]) -> bool:
-    return item.slice_index is not None and any(lo <= item.slice_index <= hi for lo, hi in ranges)
+    return limit_items(items, n, seed)
 
 
 def _train_val(ds: LabelledDataset, cfg: DataConfig) -> tuple[list[Item], list[Item], int, str]:
     """(train, val, identical images dropped, how the split was made); slices in
-    `simulate.exclude_slices` are left out of both."""
-    ranges = cfg.simulate.get("exclude_slices") or []
-
-    def items(split: str) -> list[Item]:
-        return [it for it in ds.items(split) if not _excluded(it, ranges)]
-
-    if "val" in ds.splits:
-        val, dropped_val = deduplicate(items("val"))
-        train_pool = items("train") if "train" in ds.splits else []
-        # Val first, so a training image identical to a validation image is the one dropped.
-        kept, dropped = deduplicate(val + train_pool)
-        train = kept[len(val):]
-        return train, val, dropped_val + dropped, "the data's own val split"
-    pool_name = next((s for s in ("train", "all") if s in ds.splits), ds.splits[0])
-    split = split_items(items(pool_name), cfg.val_fraction, cfg.seed, stratify=cfg.stratify,
-                        block_size=cfg.block_size)
-    return split.train, split.val, split.dropped, f"split_items of {pool_name!r} by {split.unit}, seed {cfg.seed}"
+    `simulate.exclude_slices` are left out of both. The shared `recipe_split`, so that `kdviewer evaluate
+    --split val` rebuilds exactly this split from a model card's recipe."""
+    return recipe_split(ds, cfg.val_fraction, cfg.seed, stratify=cfg.stratify, block_size=cfg.block_size,
+                        exclude_slices=cfg.simulate.get("exclude_slices") or [])
 
 
 def _counts(train: list[Item], val: list[Item], class_names: tuple[str, ...]) -> dict[str, Any]:

@@ -171,6 +171,9 @@ def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any],
               f"inputs resized to {size[0]}x{size[1]}"]
     if stage_cfg.max_steps:
         limits.append(f"quick trial: stopped after {ckpt.get('step')} optimizer steps")
+    if meta.get("simulation"):
+        limits.append(str(meta["simulation"]))
+    limits += [str(limit) for limit in recipe.limits]
     if weights == "float16":
         limits.append("float16 weights, cast to float32 when the model loads")
     teacher = (run.get("teacher") or {}).get("id") if run["stage"] == "distill" else None

@@ -144,6 +144,7 @@ class Recipe:
     seed: int = 0
     device: str = "auto"                # auto | cpu | cuda
     modalities: tuple[str, ...] = ()    # DICOM modalities the model is meant for (written to the card)
+    limits: tuple[str, ...] = ()        # plain-words limits of the data and training, copied to every card
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     export: ExportConfig = field(default_factory=ExportConfig)

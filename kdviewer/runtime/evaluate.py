@@ -14,6 +14,7 @@ Two steps, so a teacher-student comparison scores exactly what `kdviewer evaluat
 from __future__ import annotations
 
 import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,15 @@ from kdviewer.runtime.control import CancelFlag, Progress, check_cancel, report
 from kdviewer.runtime.errors import ModelInputError
 from kdviewer.runtime.registry import Model
 from kdviewer.runtime.segment import SlicePredictor, postprocess_labels, probabilities_to_labels
-from kdviewer.study.datasets import DatasetLayoutError, Item, LabelledDataset, open_dataset
+from kdviewer.study.datasets import (
+    DatasetLayoutError,
+    Item,
+    LabelledDataset,
+    limit_items,
+    open_dataset,
+    recipe_split,
+    training_pool,
+)
 
 AUC_MAX_PIXELS = 4_000_000  # pixels pooled for the segmentation AUC (sampled evenly beyond that)
 
@@ -72,15 +81,119 @@ def choose_split(ds: LabelledDataset, split: str | None) -> str:
     raise DatasetLayoutError(ds.path, f"holds several splits ({', '.join(ds.splits)}); choose one with --split")
 
 
+RECIPE_SPLITS = ("train", "val")  # the splits a training recipe makes itself when the data has no "val"
+
+
+@dataclass(frozen=True, eq=False)
+class DataSelection:
+    """The items `dataset_items` chose; unpacks as ``ds, split, items``.
+
+    source: how the split was made when it was rebuilt from the model card's training recipe ("" for a split
+    of the data's own); warnings: lines for the user (the data holds the model's training images, or the
+    split was rebuilt for another folder than the recipe's).
+    """
+
+    ds: LabelledDataset
+    split: str
+    items: list[Item]
+    source: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.ds, self.split, self.items))
+
+    def result_keys(self) -> dict[str, Any]:
+        """The result's keys about the selection: split_source (rebuilt splits) and warnings (when any)."""
+        out: dict[str, Any] = {"split_source": self.source} if self.source else {}
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
+
+
+def recipe_data(model: Model) -> dict[str, Any] | None:
+    """The [data] table of the model card's ``training.recipe`` (TOML), or None when the card has no recipe.
+
+    Raises `ModelInputError` for a recipe that is not TOML or has no [data] table with a path.
+    """
+    text = (model.card.training or {}).get("recipe")
+    if not text:
+        return None
+    try:
+        data = tomllib.loads(str(text)).get("data")
+    except tomllib.TOMLDecodeError as e:
+        raise ModelInputError(model.card_path, f"the card's training.recipe is not valid TOML ({e})") from e
+    if not isinstance(data, dict) or not data.get("path"):
+        raise ModelInputError(model.card_path, "the card's training.recipe has no [data] table with a path")
+    return data
+
+
+def _recipe_path(data: dict[str, Any], model: Model) -> Path:
+    path = Path(str(data["path"])).expanduser()
+    return (path if path.is_absolute() else Path(model.card_path).parent / path).resolve()
+
+
+def _same_data(data_path: str | Path, recipe_path: Path) -> bool:
+    """DATA is the recipe's folder (or a file in it, e.g. a MedMNIST .npz, or the folder of the recipe's file)."""
+    p = Path(data_path).expanduser().resolve()
+    return p == recipe_path or (p.is_file() and p.parent == recipe_path) or \
+        (recipe_path.is_file() and recipe_path.parent == p)
+
+
+def _recipe_items(ds: LabelledDataset, split: str, data: dict[str, Any], model: Model) -> tuple[list[Item], str]:
+    """The recipe's `split` ("train" | "val") of `ds`, exactly as training made it, and how it was made."""
+    try:
+        seed = int(data.get("seed", 0))
+        block = data.get("block_size")
+        train, val, _dropped, how = recipe_split(
+            ds, float(data.get("val_fraction", 0.1)), seed, stratify=bool(data.get("stratify", True)),
+            block_size=None if block is None else int(block),
+            exclude_slices=(data.get("simulate") or {}).get("exclude_slices"))
+    except (TypeError, ValueError) as e:
+        raise ModelInputError(model.card_path, f"the card's training.recipe [data] cannot split the data ({e})") from e
+    max_items = data.get("max_items")
+    limit = None if max_items is None else int(max_items)
+    items = limit_items(val, limit, seed + 1) if split == "val" else limit_items(train, limit, seed)
+    return items, f"rebuilt from the model's training recipe: {how}"
+
+
 def dataset_items(data_path: str | Path, task: str, split: str | None = None, *, layout: str = "auto",
-                  limit: int | None = None) -> tuple[LabelledDataset, str, list[Item]]:
-    """(data set, split name, its first `limit` items) for a model of `task`; an empty split is an error."""
+                  limit: int | None = None, model: Model | None = None) -> DataSelection:
+    """The data set, split name and first `limit` items to score for a model of `task`; an empty split is
+    an error. Unpacks as ``ds, split, items``.
+
+    With `model` (its card's training recipe): "val" or "train" on data without a "val" split of its own
+    (class folders, volumes, DRIVE, plain images: data that training split itself) is the recipe's split,
+    rebuilt with `recipe_split` (same items, same order; the recipe's layout, slice exclusion and max_items),
+    with a warning when DATA is not the recipe's data.path. No split asked on the recipe's own single-split
+    data scores every item, with a warning that these include the training images.
+    """
+    data = recipe_data(model) if model is not None else None
+    recipe_path = _recipe_path(data, model) if data is not None and model is not None else None
+    same = recipe_path is not None and _same_data(data_path, recipe_path)
+    if same and layout == "auto" and data is not None:
+        layout = str(data.get("layout") or "auto")
     ds = open_dataset(data_path, layout, task)
-    name = choose_split(ds, split)
-    items = ds.items(name)[: limit or None]
+    warnings: list[str] = []
+    source = ""
+    if split in RECIPE_SPLITS and "val" not in ds.splits and (data is not None or split not in ds.splits):
+        if data is None or model is None:
+            who = f"model {model.id}'s card has no training recipe" if model is not None else "no model recipe given"
+            raise DatasetLayoutError(ds.path, f"no split {split!r} (present: {', '.join(ds.splits)}) and {who} "
+                                              "to rebuild it from; score a split the data has, or omit --split")
+        items, source = _recipe_items(ds, split, data, model)
+        name = split
+        if not same:
+            warnings.append(f"split {split!r} rebuilt from the model's training recipe, which split "
+                            f"{recipe_path}, not {ds.path}: these items may not be the model's {split} items")
+    else:
+        name = choose_split(ds, split)
+        items = ds.items(name)
+        if same and "val" not in ds.splits and name == training_pool(ds):
+            warnings.append("these images include the model's training images; use --split val")
+    items = items[: limit or None]
     if not items:
         raise DatasetLayoutError(ds.path, f"split {name!r} is empty")
-    return ds, name, items
+    return DataSelection(ds, name, items, source, tuple(warnings))
 
 
 def evaluate_model(model: Model, data_path: str | Path, split: str | None = None, *, layout: str = "auto",
@@ -88,12 +201,15 @@ def evaluate_model(model: Model, data_path: str | Path, split: str | None = None
                    cancel: CancelFlag = None) -> dict[str, Any]:
     """The task's metrics of `model` on one split of a labelled data set, as one JSON-ready dict.
 
-    limit: score only the first N items of the split (stable order). Raises `DatasetLayoutError` for
-    data that does not fit, `ModelInputError` when the data's images do not fit the model.
+    limit: score only the first N items of the split (stable order). split "val" / "train" on data that
+    training split itself: the split rebuilt from the model card's recipe (see `dataset_items`); the result
+    then has ``split_source``, and ``warnings`` (a list of lines) when there is something to warn about.
+    Raises `DatasetLayoutError` for data that does not fit, `ModelInputError` when the data's images do not
+    fit the model.
     """
-    ds, name, items = dataset_items(data_path, model.task, split, layout=layout, limit=limit)
-    records = list(evaluate_items(model, items, threads, progress, cancel))
-    return {**result_head(model, ds, name), **summarise_records(model, records)}
+    sel = dataset_items(data_path, model.task, split, layout=layout, limit=limit, model=model)
+    records = list(evaluate_items(model, sel.items, threads, progress, cancel))
+    return {**result_head(model, sel.ds, sel.split), **summarise_records(model, records), **sel.result_keys()}
 
 
 def result_head(model: Model, ds: LabelledDataset, split: str) -> dict[str, Any]:

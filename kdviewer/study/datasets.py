@@ -28,7 +28,15 @@ from kdviewer.study.datasets_flat import (
     read_medmnist,
 )
 from kdviewer.study.datasets_readme import dataset_name, readme_licence
-from kdviewer.study.datasets_split import ItemSplit, deduplicate, split_items
+from kdviewer.study.datasets_split import (
+    ItemSplit,
+    deduplicate,
+    limit_items,
+    recipe_split,
+    slice_ranges,
+    split_items,
+    training_pool,
+)
 from kdviewer.study.datasets_volume import (
     find_cases,
     find_plain_sources,
@@ -38,7 +46,8 @@ from kdviewer.study.datasets_volume import (
 
 __all__ = [
     "LAYOUTS", "DatasetLayoutError", "Item", "ItemSplit", "LabelledDataset", "Sample", "dataset_name", "deduplicate",
-    "detect_layout", "open_dataset", "readme_licence", "split_items",
+    "detect_layout", "limit_items", "open_dataset", "readme_licence", "recipe_split", "slice_ranges", "split_items",
+    "training_pool",
 ]
 
 _READERS: dict[str, Callable[[Path], LabelledDataset]] = {

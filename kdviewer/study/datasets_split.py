@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdviewer.study.datasets_base import Item
+from kdviewer.study.datasets_base import Item, LabelledDataset
 
 DEFAULT_BLOCK_SLICES = 16
 
@@ -102,3 +102,59 @@ def split_items(items: Sequence[Item], val_fraction: float, seed: int, stratify:
     train = [it for it, v in zip(items, is_val, strict=True) if not v]
     val = [it for it, v in zip(items, is_val, strict=True) if v]
     return ItemSplit(train, val, dropped, unit)
+
+
+def slice_ranges(value: object) -> list[tuple[int, int]]:
+    """[first, last] slice ranges from a recipe's ``simulate.exclude_slices``: one pair ``[52, 62]`` or a
+    list of pairs; empty for None or []."""
+    if not value:
+        return []
+    pairs = [value] if not isinstance(value[0], list | tuple) else list(value)  # type: ignore[index]
+    return [(int(lo), int(hi)) for lo, hi in pairs]
+
+
+def in_ranges(item: Item, ranges: Sequence[Sequence[int]]) -> bool:
+    """True for a volume slice whose index lies in one of the [first, last] ranges (inclusive)."""
+    return item.slice_index is not None and any(lo <= item.slice_index <= hi for lo, hi in ranges)
+
+
+def training_pool(ds: LabelledDataset) -> str:
+    """The split `recipe_split` divides when the data has no "val" split: "train", else "all", else the first."""
+    return next((s for s in ("train", "all") if s in ds.splits), ds.splits[0])
+
+
+def recipe_split(ds: LabelledDataset, val_fraction: float, seed: int, stratify: bool = True,
+                 block_size: int | None = None, exclude_slices: object = ()
+                 ) -> tuple[list[Item], list[Item], int, str]:
+    """The train/validation split a training recipe makes of a data set: (train, val, identical images
+    dropped, how the split was made).
+
+    The data's own "val" split when it has one (its "train" split, if any, for training; a training image
+    identical to a validation image is dropped), else `split_items` of its "train" (or "all", or first)
+    split with the recipe's val_fraction, seed, stratify and block_size. Volume slices in
+    `exclude_slices` (see `slice_ranges`) are left out of both. Used by training (`kdviewer.distill.data`)
+    and by `kdviewer evaluate --split val` to rebuild the split from a model card's recipe.
+    """
+    ranges = slice_ranges(exclude_slices)
+
+    def items(split: str) -> list[Item]:
+        return [it for it in ds.items(split) if not in_ranges(it, ranges)]
+
+    if "val" in ds.splits:
+        val, dropped_val = deduplicate(items("val"))
+        train_pool = items("train") if "train" in ds.splits else []
+        # Val first, so a training image identical to a validation image is the one dropped.
+        kept, dropped = deduplicate(val + train_pool)
+        train = kept[len(val):]
+        return train, val, dropped_val + dropped, "the data's own val split"
+    pool_name = training_pool(ds)
+    split = split_items(items(pool_name), val_fraction, seed, stratify=stratify, block_size=block_size)
+    return split.train, split.val, split.dropped, f"split_items of {pool_name!r} by {split.unit}, seed {seed}"
+
+
+def limit_items(items: list[Item], n: int | None, seed: int) -> list[Item]:
+    """At most `n` of the items (a recipe's ``max_items``): a seeded random subset in their order."""
+    if n is None or len(items) <= n:
+        return items
+    keep = set(np.random.default_rng(seed).permutation(len(items))[:n].tolist())
+    return [it for i, it in enumerate(items) if i in keep]
