@@ -21,7 +21,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("teacher", metavar="TEACHER")
     parser.add_argument("student", metavar="STUDENT")
     parser.add_argument("data", metavar="DATA")
-    parser.add_argument("--split", help="the split to score (needed when DATA holds several)")
+    parser.add_argument("--split", help="the split to score (needed when DATA holds several); val / train on data "
+                                        "that training split itself: the split rebuilt from the student's training "
+                                        "recipe (else the teacher's)")
     parser.add_argument("--layout", default="auto", help="force a data layout instead of detecting it")
     parser.add_argument("--limit", type=int, help="score only the first N items")
     parser.add_argument("--study", action="store_true", help="treat DATA as one study, not as labelled data")
@@ -99,6 +101,8 @@ def _models(result) -> list[str]:
 def format_dataset(result) -> str:
     """Models, then each metric of `kdviewer evaluate` side by side, the agreement and the top disagreements."""
     lines = [f"{result.task} on {result.data} (layout {result.layout}, split {result.split}, {len(result.cases)} cases)"]
+    if result.split_source:
+        lines.append(f"split {result.split}: {result.split_source}")
     lines += _models(result)
     lines.append(f"{'metric':<20} {'teacher':>12} {'student':>12}")
     lines += [f"{k:<20} {_num(t):>12} {_num(s):>12}" for k, t, s in result.metrics_table()]

@@ -18,7 +18,9 @@ def register(subparsers: Any) -> None:
                     "volume + labels, plain images for restoration) and print the task's metrics.")
     parser.add_argument("model", metavar="MODEL")
     parser.add_argument("data", metavar="DATA")
-    parser.add_argument("--split", help="the split to score (needed when DATA holds several)")
+    parser.add_argument("--split", help="the split to score (needed when DATA holds several); val / train on data "
+                                        "that training split itself (class folders, volumes, DRIVE, plain images): "
+                                        "the split rebuilt from MODEL's training recipe")
     parser.add_argument("--layout", default="auto", help="force a layout instead of detecting it")
     parser.add_argument("--limit", type=int, help="score only the first N items")
     parser.add_argument("--threads", type=int, help="onnxruntime threads (default: physical cores)")
@@ -43,10 +45,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """Metric per line; floats with 4 decimals; the confusion matrix as rows."""
+    """Metric per line; floats with 4 decimals; the confusion matrix as rows; each warning as "warning: ..."."""
     lines = []
     for key, value in result.items():
-        if key == "confusion":
+        if key == "warnings":
+            lines += [f"warning: {w}" for w in value]
+        elif key == "confusion":
             lines.append("confusion (rows true, columns predicted):")
             lines += ["  " + " ".join(f"{v:>6d}" for v in row) for row in value]
         elif isinstance(value, float):

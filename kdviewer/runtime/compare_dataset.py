@@ -22,6 +22,7 @@ from kdviewer.runtime.evaluate import (
     CaseRecord,
     dataset_items,
     evaluate_items,
+    recipe_data,
     result_head,
     summarise_records,
 )
@@ -72,7 +73,8 @@ class DatasetComparison:
     kl_mean; segment dice_ts_mean; restore psnr_ts_median and ssim_ts_mean); roc (classification):
     role ("teacher" / "student") -> [(class name, fpr, tpr)], one curve for two classes (class 1), one per
     class (one-vs-rest) for more; class_names: the data's classes (classification; the teacher card's labels
-    when the data only numbers them).
+    when the data only numbers them); warnings: lines for the user; split_source: how the split was rebuilt from
+    a training recipe ("" for a split of the data's own; see `dataset_items`).
     """
 
     task: str
@@ -88,6 +90,7 @@ class DatasetComparison:
     roc: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = dataclasses.field(default_factory=dict)
     class_names: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    split_source: str = ""
 
     @property
     def speed_up(self) -> float:
@@ -114,7 +117,7 @@ class DatasetComparison:
                 "speed_up": self.speed_up, "metrics": {"teacher": self.teacher_metrics,
                                                        "student": self.student_metrics},
                 "agreement": self.agreement, "disagreements": [c.row() for c in self.disagreements(top)],
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings), **({"split_source": self.split_source} if self.split_source else {})}
 
 
 def _sortable(v: float) -> float:
@@ -127,12 +130,17 @@ def compare_on_dataset(teacher: Model, student: Model, data_path: str | Path, sp
                        threads: int | None = None) -> DatasetComparison:
     """Evaluate `teacher` and `student` on the same items of one split and compare them case by case.
 
-    split / layout / limit as `evaluate_model`. progress(done, total) per item (both models);
+    split / layout / limit as `evaluate_model` ("val" / "train" on data training split itself: rebuilt from the
+    student's training recipe, else the teacher's). progress(done, total) per item (both models);
     `cancel` raises `Cancelled`. Raises `ModelPairError` for a pair that cannot be compared,
     `DatasetLayoutError` for data that fits no layout or not the task.
     """
     warnings = list(check_pair(teacher, student, allow_unpaired))
-    ds, name, items = dataset_items(data_path, teacher.task, split, layout=layout, limit=limit)
+    # The student's training recipe (else the teacher's) rebuilds "val"/"train" on data training split itself.
+    recipe_model = student if recipe_data(student) is not None else teacher
+    sel = dataset_items(data_path, teacher.task, split, layout=layout, limit=limit, model=recipe_model)
+    ds, name, items = sel
+    warnings += sel.warnings
     restore = teacher.task not in ("classify", "segment")
     if restore:
         from kdviewer.runtime.evaluate_restore import degradation
@@ -161,7 +169,7 @@ def compare_on_dataset(teacher: Model, student: Model, data_path: str | Path, sp
         teacher.task, str(ds.path), ds.layout, name,
         model_summary(teacher, t_metrics["latency_ms_median"]), model_summary(student, s_metrics["latency_ms_median"]),
         t_metrics, s_metrics, tuple(cases), _agreement(teacher.task, cases), roc, tuple(names),
-        tuple(warnings))
+        tuple(warnings), sel.source)
 
 
 def _class_names(data_names: tuple[str, ...], model_labels: tuple[str, ...]) -> tuple[str, ...]:
