@@ -9,6 +9,7 @@ from typing import Any
 
 from kdviewer.distill.augment import AugmentConfig
 from kdviewer.errors import KdviewerError
+from kdviewer.imaging.nodule_cases import SIMULATION_DEFAULTS
 from kdviewer.imaging.nodules import NODULE_KINDS
 from kdviewer.imaging.preprocess import NORMALIZE_MODES
 
@@ -20,19 +21,8 @@ _DEGRADE_KEYS = {"kind", "photons", "angles", "sigma", "factor", "method", "targ
 _POOL_NO_AUGMENT = ("rotate_deg", "scale", "crop")
 SIMULATE_KINDS = ("nodules",)
 # [data].simulate = {kind = "nodules", ...}: the defaults of every key (see `kdviewer.imaging.nodules`).
-NODULE_DEFAULTS: dict[str, Any] = {
-    "kind": "nodules",
-    "per_image": [1, 3],          # nodules per slice that gets any (inclusive range)
-    "diameter_mm": [4.0, 20.0],   # nominal diameters
-    "empty_fraction": 0.2,        # share of the eligible slices left without nodules
-    "kinds": ["solid", "part_solid", "ground_glass"],
-    "juxta_pleural": 0.25,        # share of nodules pushed against the lung's edge
-    "min_lung_cm2": 10.0,         # slices with less lung (in cm², `lung_mask`) get no nodules
-    "exclude_slices": [],         # [first, last] slice indices (or a list of them) left out of both splits:
-                                  # slices with real, unlabelled nodules
-    "slice_spacing_mm": None,     # 2.5-D (data.slices > 1): the distance between neighbouring slices, so
-                                  # nodules are drawn in 3-D across the stack (the target is the centre slice)
-}
+# The simulation's keys and defaults (documented in kdviewer.imaging.nodule_cases): one table for training and runtime.
+NODULE_DEFAULTS: dict[str, Any] = SIMULATION_DEFAULTS
 
 
 class DataConfigError(KdviewerError):

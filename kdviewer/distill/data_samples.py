@@ -10,7 +10,7 @@ from skimage.transform import radon
 from kdviewer.distill.augment import AugmentConfig, augment_arrays
 from kdviewer.distill.data_config import DataConfig, DataConfigError
 from kdviewer.imaging.degrade import _fbp_to_hu, _to_square_mu, downsample, gaussian_noise, low_dose_pair
-from kdviewer.imaging.nodules import insert_nodules, lung_mask
+from kdviewer.imaging.nodule_cases import simulate_case, validation_rng
 from kdviewer.imaging.preprocess import preprocess_image, resize_channels, to_channels
 from kdviewer.imaging.resample import resize_2d
 from kdviewer.study.datasets import Item, Sample
@@ -55,31 +55,21 @@ def classify_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig
 def simulated_nodules(item: Item, sample: Sample, cfg: DataConfig, train: bool,
                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image float32 HU with simulated nodules: (H, W), or (S, H, W) for 2.5-D; mask uint8 (H, W) of the
-    (centre) slice, 0 background / 1 nodule; lungs bool (H, W)).
+    (centre) slice, 0 background / 1 nodule; lungs bool (H, W)): `kdviewer.imaging.nodule_cases.simulate_case`.
 
     Training draws from `rng` (seeded by (seed, epoch, index): fresh nodules each epoch); validation from
-    a generator seeded by (seed, item key), so a held-out slice always carries the same nodules whatever
-    the list it is in. A slice whose lungs are smaller than `min_lung_cm2`, and a share `empty_fraction`
-    of the others, get none. For 2.5-D the nodules are drawn in 3-D across the slice stack
-    (`slice_spacing_mm` apart), so they show in the neighbouring slices as a real nodule would.
+    `validation_rng(seed, item key)`, so a held-out slice always carries the same nodules whatever the
+    list it is in (and `kdviewer evaluate` rebuilds them with `validation_case`). A slice whose lungs are
+    smaller than `min_lung_cm2`, and a share `empty_fraction` of the others, get none. For 2.5-D the
+    nodules are drawn in 3-D across the slice stack (`slice_spacing_mm` apart), so they show in the
+    neighbouring slices as a real nodule would.
     """
-    sim = cfg.simulate
     img = np.asarray(item.load_slices(cfg.slices) if cfg.slices > 1 else sample.image, dtype=np.float32)
     if img.ndim != (3 if cfg.slices > 1 else 2):
         raise DataConfigError(f"item {item.key}: simulated nodules need grey CT slices in HU, got {img.shape}")
     if not train:
-        rng = np.random.default_rng([cfg.seed, zlib.crc32(item.key.encode())])
-    spacing = tuple(sample.spacing_mm or (1.0, 1.0))
-    if cfg.slices > 1:
-        spacing += (float(sim["slice_spacing_mm"]),)
-    lungs = lung_mask(img)
-    centre_lungs = lungs[cfg.slices // 2] if cfg.slices > 1 else lungs
-    empty = rng.random() < sim["empty_fraction"]
-    if empty or centre_lungs.sum() * spacing[0] * spacing[1] < sim["min_lung_cm2"] * 100:
-        return img, np.zeros(centre_lungs.shape, dtype=np.uint8), centre_lungs
-    img, mask = insert_nodules(img, lungs, rng, n=sim["per_image"], diameter_mm=sim["diameter_mm"],
-                               spacing_mm=spacing, kind=sim["kinds"], juxta_pleural=sim["juxta_pleural"])
-    return img, (mask[cfg.slices // 2] if cfg.slices > 1 else mask), centre_lungs
+        rng = validation_rng(cfg.seed, item.key)
+    return simulate_case(img, sample.spacing_mm, cfg.simulate, rng)
 
 
 def segment_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig, rng: np.random.Generator):

@@ -7,6 +7,11 @@ or the prediction is non-empty, inside the field of view when the layout has one
 probabilities. restoration: psnr, ssim of the output and psnr_input, ssim_input of the degraded input,
 both against the clean image (see `evaluate_restore`).
 
+Simulated nodules: a segmentation model whose card recipe has ``[data].simulate = {kind = "nodules"}`` is
+scored on the recipe's data (or any data without masks) with the nodules training's validation drew:
+`simulated_items` (`kdviewer.imaging.nodule_cases.validation_case`, seeded by the recipe's data.seed and
+the item key, 3-D across the 2.5-D stack), so ``--split val`` scores exactly training's validation cases.
+
 Two steps, so a teacher-student comparison scores exactly what `kdviewer evaluate` scores:
 `evaluate_items` yields one `CaseRecord` per item, `summarise_records` turns the records into the metrics.
 """
@@ -23,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from kdviewer.imaging.metrics import classification_metrics, dice, hd95_mm, jaccard, roc_auc
+from kdviewer.imaging.nodule_cases import simulation_settings, validation_case
 from kdviewer.imaging.resample import resize_2d
 from kdviewer.runtime.classify import classify_image
 from kdviewer.runtime.control import CancelFlag, Progress, check_cancel, report
@@ -33,6 +39,7 @@ from kdviewer.study.datasets import (
     DatasetLayoutError,
     Item,
     LabelledDataset,
+    Sample,
     limit_items,
     open_dataset,
     recipe_split,
@@ -90,7 +97,8 @@ class DataSelection:
 
     source: how the split was made when it was rebuilt from the model card's training recipe ("" for a split
     of the data's own); warnings: lines for the user (the data holds the model's training images, or the
-    split was rebuilt for another folder than the recipe's).
+    split was rebuilt for another folder than the recipe's); simulation: how the masks were made when the
+    items carry simulated nodules ("" for the data's own masks).
     """
 
     ds: LabelledDataset
@@ -98,13 +106,17 @@ class DataSelection:
     items: list[Item]
     source: str = ""
     warnings: tuple[str, ...] = ()
+    simulation: str = ""
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.ds, self.split, self.items))
 
     def result_keys(self) -> dict[str, Any]:
-        """The result's keys about the selection: split_source (rebuilt splits) and warnings (when any)."""
+        """The result's keys about the selection: split_source (rebuilt splits), simulation (simulated
+        masks) and warnings (when any)."""
         out: dict[str, Any] = {"split_source": self.source} if self.source else {}
+        if self.simulation:
+            out["simulation"] = self.simulation
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out
@@ -156,6 +168,52 @@ def _recipe_items(ds: LabelledDataset, split: str, data: dict[str, Any], model: 
     return items, f"rebuilt from the model's training recipe: {how}"
 
 
+def recipe_simulation(data: dict[str, Any] | None, model: Model) -> dict[str, Any] | None:
+    """The card recipe's simulated-nodule settings (`simulation_settings`) for a segmentation model whose
+    recipe has ``[data].simulate = {kind = "nodules", ...}``; None otherwise."""
+    table = (data or {}).get("simulate")
+    if model.task != "segment" or not isinstance(table, dict) or table.get("kind") != "nodules":
+        return None
+    try:
+        return simulation_settings(table)
+    except ValueError as e:
+        raise ModelInputError(model.card_path, f"the card's training.recipe [data].{e}") from e
+
+
+def simulated_items(items: Sequence[Item], sim: dict[str, Any], seed: int, slices: int) -> list[Item]:
+    """The items with training's validation nodules drawn in: each loads as a `Sample` whose image is the
+    (centre) slice with the nodules and whose mask is theirs, and stacks (`Item.load_slices(slices)`) as the
+    2.5-D stack with the nodules drawn in 3-D across it, exactly the arrays training's validation set
+    preprocesses (`kdviewer.imaging.nodule_cases.validation_case` with the recipe's data.seed and the item's
+    key: the same nodules whatever the item's position in the list). The last case is kept, so loading an
+    item and then stacking it (or two models in turn, as `compare` does) draws it once.
+    """
+    last: dict[str, tuple[Sample, np.ndarray]] = {}
+
+    def case(item: Item) -> tuple[Sample, np.ndarray]:
+        if item.key not in last:
+            last.clear()
+            sample = item.load()
+            raw = np.asarray(item.load_slices(slices) if slices > 1 else sample.image, dtype=np.float32)
+            if raw.ndim != (3 if slices > 1 else 2):
+                raise ModelInputError(None, f"item {item.key}: simulated nodules need grey CT slices in HU, "
+                                            f"got {raw.shape}")
+            image, mask, _lungs = validation_case(raw, sample.spacing_mm, sim, seed, item.key)
+            centre = image[slices // 2] if slices > 1 else image
+            last[item.key] = (Sample(centre, label=sample.label, mask=mask, fov=sample.fov,
+                                     spacing_mm=sample.spacing_mm), image)
+        return last[item.key]
+
+    def stack(item: Item, n: int) -> np.ndarray:
+        if n != slices:
+            raise ModelInputError(None, f"item {item.key}: the simulated cases are stacks of {slices} slices "
+                                        f"(the recipe's data.slices), not {n}")
+        return case(item)[1]
+
+    return [Item(it.key, loader=lambda it=it: case(it)[0], label=it.label, group=it.group,
+                 slice_index=it.slice_index, stacker=lambda n, it=it: stack(it, n)) for it in items]
+
+
 def dataset_items(data_path: str | Path, task: str, split: str | None = None, *, layout: str = "auto",
                   limit: int | None = None, model: Model | None = None) -> DataSelection:
     """The data set, split name and first `limit` items to score for a model of `task`; an empty split is
@@ -165,14 +223,19 @@ def dataset_items(data_path: str | Path, task: str, split: str | None = None, *,
     (class folders, volumes, DRIVE, plain images: data that training split itself) is the recipe's split,
     rebuilt with `recipe_split` (same items, same order; the recipe's layout, slice exclusion and max_items),
     with a warning when DATA is not the recipe's data.path. No split asked on the recipe's own single-split
-    data scores every item, with a warning that these include the training images.
+    data scores every item, with a warning that these include the training images. A recipe with simulated
+    nodules (`recipe_simulation`): on its own data, or on data without masks, the items are
+    `simulated_items` (training's validation nodules and masks); other data with masks is scored on those.
     """
     data = recipe_data(model) if model is not None else None
     recipe_path = _recipe_path(data, model) if data is not None and model is not None else None
     same = recipe_path is not None and _same_data(data_path, recipe_path)
     if same and layout == "auto" and data is not None:
         layout = str(data.get("layout") or "auto")
-    ds = open_dataset(data_path, layout, task)
+    sim = recipe_simulation(data, model) if data is not None and model is not None else None
+    ds = open_dataset(data_path, layout, None if sim is not None else task)  # masks may come from the simulation
+    if sim is not None and not same and ds.task_hint == "segment":
+        sim = None  # other data with masks of its own: scored on them
     warnings: list[str] = []
     source = ""
     if split in RECIPE_SPLITS and "val" not in ds.splits and (data is not None or split not in ds.splits):
@@ -193,7 +256,13 @@ def dataset_items(data_path: str | Path, task: str, split: str | None = None, *,
     items = items[: limit or None]
     if not items:
         raise DatasetLayoutError(ds.path, f"split {name!r} is empty")
-    return DataSelection(ds, name, items, source, tuple(warnings))
+    simulation = ""
+    if sim is not None and data is not None:
+        seed, slices = int(data.get("seed", 0)), int(data.get("slices", 1))
+        items = simulated_items(items, sim, seed, slices)
+        simulation = (f"simulated nodules drawn as in training's validation (kdviewer.imaging.nodule_cases, "
+                      f"data.seed {seed} and the item key{f', 3-D across {slices} slices' if slices > 1 else ''})")
+    return DataSelection(ds, name, items, source, tuple(warnings), simulation)
 
 
 def evaluate_model(model: Model, data_path: str | Path, split: str | None = None, *, layout: str = "auto",
