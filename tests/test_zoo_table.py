@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_models import export_onnx, quadrant_images, write_card
+from runtime_models import _nets, export_onnx, quadrant_images, write_card
 
 from kdviewer.runtime import load_model
 from kdviewer.runtime.evaluate import evaluate_model
@@ -123,3 +123,171 @@ def test_errors_are_one_line_and_exit_2(zoo, tmp_path, capsys, case, says):
     code, out, err = _run(capsys, *args)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("zoo_table: error: ") and says in err
+
+
+# -- classic baselines (--classic nlm | bicubic | frangi) --------------------------------------------
+
+
+def _card_with_recipe(card_path: Path, recipe: str | None) -> Path:
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    if recipe is not None:
+        card["training"]["recipe"] = recipe
+    card["architecture"]["parameters"] = 1000
+    card_path.write_text(json.dumps(card), encoding="utf-8")
+    return card_path
+
+
+def _restore_model(folder: Path, task: str, recipe: str | None) -> Path:
+    """An identity denoiser (output = input) or the tiny x2 pixel-shuffle net, minmax, with an optional recipe."""
+    import torch
+
+    class Same(torch.nn.Module):
+        def forward(self, x):
+            return x * 1.0
+
+    net, shape = (Same(), (1, 1, 32, 32)) if task == "denoise" else (_nets()["sr"], (1, 1, 16, 16))
+    path = export_onnx(net, folder / f"{task}.onnx", shape, spatial_dynamic=True)
+    write_card(path, task, task, input_shape=[None, *shape[1:]], kind="image",
+               preprocess={"window": None, "normalize": "minmax", "resize": None})
+    return _card_with_recipe(path.with_suffix(".json"), recipe).with_suffix(".onnx")
+
+
+def _smooth_pngs(folder: Path, n: int) -> Path:
+    """n smooth 48x40 grey images (a ramp and a disc): NLM removes Gaussian noise from them well."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:48, :40]
+    for i in range(n):
+        img = 40 + 2 * xx + 60 * (((yy - 20 - i) ** 2 + (xx - 20) ** 2) < 100)
+        Image.fromarray(img.astype(np.uint8)).save(folder / f"img{i}.png")
+    return folder
+
+
+def test_classic_nlm_denoises_the_same_degraded_inputs_with_h_chosen_on_training_items(tmp_path, capsys):
+    from skimage.restoration import denoise_nl_means
+
+    from kdviewer.imaging.metrics import psnr
+    from kdviewer.runtime.evaluate import dataset_items
+    from kdviewer.runtime.evaluate_restore import degraded_pair
+
+    data = _smooth_pngs(tmp_path / "plain", 6)
+    recipe = f'[data]\npath = "{data.as_posix()}"\nlayout = "plain_images"\nval_fraction = 0.5\n'
+    model = _restore_model(tmp_path, "denoise", recipe)
+    code, out, _ = _run(capsys, "--data", str(data), "--split", "val", f"teacher={model}", "--classic", "nlm",
+                        "--tune-items", "2")
+    assert code == 0
+    rows = _rows(out)
+    nlm_row, teacher = rows["NLM (classic)"], rows["teacher"]
+    assert (nlm_row["parameters"], nlm_row["file (MB)"], nlm_row["speed-up"]) == ("—", "—", "—")
+    assert float(nlm_row["latency (ms)"]) > 0
+    assert nlm_row["input PSNR (dB)"] == teacher["input PSNR (dB)"]  # the very degraded inputs evaluate made
+    assert teacher["PSNR (dB)"] == teacher["input PSNR (dB)"]  # the identity model
+    assert float(nlm_row["PSNR (dB)"]) > float(teacher["input PSNR (dB)"]) + 2
+    note = out[out.index("nlm: skimage"):]
+    assert "patch_size 5, patch_distance 6, fast_mode=True" in note and "on 2 training items" in note
+    factor = float(note.split("h = ")[1].split(" sigma")[0])
+    assert factor in zoo_table.NLM_H_FACTORS
+    # by hand: the val items, degraded as evaluate_restore does (one generator seeded 0), NLM with that h
+    m = load_model(model)
+    items = dataset_items(data, "denoise", "val", model=m).items
+    rng, scores = np.random.default_rng(0), []
+    for item in items:
+        x, target = degraded_pair(m, item.load().image, None, rng)
+        sigma = zoo_table.noise_sigma(x)
+        out_img = denoise_nl_means(x, h=factor * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True)
+        scores.append(psnr(out_img, target, float(target.max() - target.min())))
+    assert nlm_row["PSNR (dB)"] == f"{np.mean(scores):.2f}"
+
+
+def test_classic_nlm_without_a_training_split_uses_the_fixed_factor_and_says_so(tmp_path, capsys):
+    data = _smooth_pngs(tmp_path / "plain", 2)
+    model = _restore_model(tmp_path, "denoise", None)
+    code, out, _ = _run(capsys, "--data", str(data), f"teacher={model}", "--classic", "nlm")
+    assert code == 0 and "h = 0.8 sigma fixed (no training split to choose on" in out
+
+
+def test_classic_bicubic_is_the_input_psnr_evaluate_reports(tmp_path, capsys):
+    from PIL import Image
+
+    from kdviewer.imaging.degrade import downsample
+    from kdviewer.imaging.metrics import psnr
+    from kdviewer.imaging.resample import resize_2d
+
+    data = _smooth_pngs(tmp_path / "plain", 2)
+    model = _restore_model(tmp_path, "super_resolve", None)
+    code, out, _ = _run(capsys, "--data", str(data), f"teacher={model}", "--classic", "bicubic")
+    assert code == 0
+    rows = _rows(out)
+    bic = rows["bicubic (classic)"]
+    assert bic["PSNR (dB)"] == bic["input PSNR (dB)"] == rows["teacher"]["input PSNR (dB)"]
+    assert bic["SSIM"] != "nan" and "the very upsampling evaluate_restore scores as the input PSNR" in out
+    by_hand = []
+    for i in range(2):
+        clean = np.asarray(Image.open(data / f"img{i}.png"), np.float32)
+        lo, span = clean.min(), clean.max() - clean.min()
+        up = resize_2d((downsample(clean, 2) - lo) / span, clean.shape, order=3)
+        by_hand.append(psnr(up, (clean - lo) / span, 1.0))
+    assert bic["PSNR (dB)"] == f"{np.mean(by_hand):.2f}"
+
+
+def _vessel_drive(folder: Path, n: int) -> Path:
+    """A DRIVE-like training/ folder: n 64x64 RGB fundus stand-ins with dark 3-px lines, manuals, round FOVs."""
+    from PIL import Image
+
+    part = folder / "training"
+    for sub in ("images", "1st_manual", "mask"):
+        (part / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:64, :64]
+    fov = ((yy - 32) ** 2 + (xx - 32) ** 2) < 30 ** 2
+    for k in range(n):
+        vessel = np.zeros((64, 64), bool)
+        vessel[:, 20 + k: 23 + k] = True
+        vessel[40 - k: 43 - k, :] = True
+        vessel &= fov
+        grey = np.where(vessel, 90.0, 170.0) + rng.normal(0, 6, (64, 64))
+        grey = np.where(fov, grey, 0.0)
+        rgb = np.clip(np.stack([grey * 1.1, grey, grey * 0.5], -1), 0, 255).astype(np.uint8)
+        n_ = 21 + k
+        Image.fromarray(rgb).save(part / "images" / f"{n_}_training.png")
+        Image.fromarray((vessel * 255).astype(np.uint8)).save(part / "1st_manual" / f"{n_}_manual1.png")
+        Image.fromarray((fov * 255).astype(np.uint8)).save(part / "mask" / f"{n_}_training_mask.png")
+    return part
+
+
+def test_classic_frangi_threshold_from_training_items_scored_by_evaluates_code(tmp_path, capsys):
+    from kdviewer.imaging.metrics import dice, roc_auc
+    from kdviewer.runtime.evaluate import dataset_items
+
+    data = _vessel_drive(tmp_path, 5)
+    path = export_onnx(_nets()["seg"], tmp_path / "seg.onnx", (1, 1, 32, 32), spatial_dynamic=True)
+    write_card(path, "seg", "segment", input_shape=[None, 1, 32, 32], labels=["background", "vessel"],
+               preprocess={"window": None, "normalize": "minmax", "resize": None})
+    _card_with_recipe(path.with_suffix(".json"), f'[data]\npath = "{data.as_posix()}"\nval_fraction = 0.4\n')
+    code, out, _ = _run(capsys, "--data", str(data), "--split", "val", f"teacher={path}", "--classic", "frangi")
+    assert code == 0
+    fr = _rows(out)["Frangi (classic)"]
+    assert (fr["parameters"], fr["file (MB)"]) == ("—", "—")
+    assert "black_ridges=True" in out and "on 3 training items" in out
+    m = load_model(path)
+    train = dataset_items(data, "segment", "train", model=m).items
+    val = dataset_items(data, "segment", "val", model=m).items
+    assert len(train) == 3 and len(val) == 2
+    level, _ = zoo_table.choose_frangi_threshold(m, train, "")
+    dices, scores, truths = [], [], []
+    for item in val:
+        sample = item.load()
+        r, fov = zoo_table.vesselness(m, sample)
+        truth = np.asarray(sample.mask) > 0
+        dices.append(dice((r >= level) & fov, truth & fov))
+        scores.append(r[fov])
+        truths.append(truth[fov])
+    assert fr["Dice"] == f"{np.mean(dices):.4f}" and np.mean(dices) > 0.6
+    assert fr["pixel AUC"] == f"{roc_auc(np.concatenate(truths), np.concatenate(scores)):.4f}"
+
+
+def test_classic_of_another_task_is_a_one_line_error(zoo, capsys):
+    code, out, err = _run(capsys, "--data", str(zoo["data"]), "--split", "val", f"teacher={zoo['good']}",
+                          "--classic", "frangi")
+    assert code == 2 and out == "" and "is a baseline for segment models" in err
