@@ -121,6 +121,9 @@ def test_segment_shows_overlay_legend_and_jumps_to_the_lesion(qtbot, window, err
     assert labels is not None and labels.same_grid(win.state.volume) and labels.array.max() == 1
     axial = win.grid.views["axial"]
     assert axial.labels.isVisible()
+    note = win.ai.segmentation.note  # the card's limits and intended use stay in view under the result
+    assert note.isVisible() and "made by the tests" in note.limits.text()
+    assert note.use.text() == "Research use only. Not for diagnosis." and note.use.isVisible()
     (name, volume_text), = win.ai.segmentation.legend_texts()
     expected_ml = (labels.array == 1).sum() * np.prod(labels.spacing) / 1000
     assert name == "bright" and volume_text == f"{expected_ml:.2f} mL"
@@ -170,12 +173,72 @@ def test_classify_the_chest_xray(qtbot, window, tmp_path, monkeypatch, errors):
     assert errors.messages == []
 
 
+LONG_LIMITS = [
+    "one hospital only",
+    "28x28 inputs: " + "fine detail is gone, " * 6 + "and adult films were never seen",
+    "simulated nodules and noise",
+    "data licence CC BY-NC 4.0: no commercial use",
+    "validated on one split; " * 8 + "no test split",
+]
+
+
+def add_classifier(home: Path, model_id: str, limits: list[str]) -> None:
+    """Another copy of tiny-cls in the user's models, with its own limits."""
+    onnx = home / "models" / f"{model_id}.onnx"
+    shutil.copy(home / "models" / "tiny-cls.onnx", onnx)
+    card = write_card(onnx, model_id, "classify", input_shape=[None, 1, 64, 64], labels=["normal", "pneumonia"],
+                      modalities=["CR", "DX", "OT"])
+    data = json.loads(card.read_text(encoding="utf-8"))
+    data["limits"] = limits
+    card.write_text(json.dumps(data), encoding="utf-8")
+
+
+def test_result_shows_the_limits_of_the_model_that_made_it(qtbot, window, home, errors):
+    add_classifier(home, "long-limits-cls", LONG_LIMITS)
+    win = window
+    open_and_wait(qtbot, win, CHEST_XRAY)
+    run_model(qtbot, win, "tiny-cls")
+    note = win.ai.classification.note
+    assert note.isVisible() and note.use.isVisible() and note.limits.isVisible()
+    assert note.use.text() == "Research use only. Not for diagnosis."
+    assert note.shown_limits() == ["made by the tests"] and "made by the tests" in note.limits.text()
+    assert "none (test model)" in note.limits.text() and "CC0" in note.limits.text()
+    assert not note.toggle.isVisible() and not note.misfit.isVisible()  # short, and made for this series
+    # selecting another model shows its card; the result keeps the caveat of the model that made it
+    win.ai.select_model("long-limits-cls")
+    assert "simulated nodules and noise" in win.ai.card.toPlainText()
+    assert "made by the tests" in note.limits.text()
+    # running it: the caveat changes with the result
+    run_model(qtbot, win, "long-limits-cls")
+    assert "made by the tests" not in note.limits.text() and "(long-limits-cls)" in win.ai.classification.headline.text()
+    shown = note.shown_limits()  # long: the first three, shortened, and a toggle for all of them
+    assert len(shown) == 3 and shown[0] == "one hospital only" and shown[1].endswith("…")
+    assert "simulated nodules and noise" in note.limits.text()
+    assert note.toggle.isVisible() and note.toggle.text() == "Show all 5 limits"
+    for limit in LONG_LIMITS:  # the full text is in the tooltip
+        assert limit.strip() in note.full_text() and limit.strip() in note.limits.toolTip()
+    note.toggle.click()
+    assert note.shown_limits() == [limit.strip() for limit in LONG_LIMITS]
+    assert "no commercial use" in note.limits.text() and note.toggle.text() == "Show fewer"
+    # the result box fits the dock: nothing wider than the panel's scroll area
+    box = win.ai.classification
+    assert box.width() <= box.parentWidget().parentWidget().width() and note.limits.width() <= box.width()
+    # a model not made for the series says so under its result too
+    win.ai.show_all.setChecked(True)
+    run_model(qtbot, win, "tiny-seg")
+    seg_note = win.ai.segmentation.note
+    assert seg_note.misfit.isVisible() and "made for MR, CT" in seg_note.misfit.text()
+    assert errors.messages[-1][0] == "Model not made for this series"
+
+
 def test_enhance_adds_a_series_and_the_divider_compares(qtbot, window, tmp_path, monkeypatch, errors):
     win = window
     source = open_and_wait(qtbot, win, CHEST_CT)
     assert win.browser.count() == 1
     run_model(qtbot, win, "tiny-denoise")
     assert win.browser.count() == 2 and "denoised by tiny-denoise" in win.browser.item(1).text()
+    note = win.ai.enhancement.note
+    assert note.isVisible() and note.shown_limits() == ["made by the tests"] and "CC0" in note.limits.text()
     axial = win.grid.views["axial"]
     compare = axial.compare
     assert compare.active and compare.image.isVisible() and compare.line.isVisible()

@@ -135,6 +135,57 @@ def _metrics_html(metrics: dict) -> str:
     return "; ".join(items) or "none reported"
 
 
+@dataclass(frozen=True)
+class Caveat:
+    """What a shown result must carry in plain words: the intended use, the card's limits, the data and licence."""
+
+    use: str
+    limits: tuple[str, ...]
+    data: str
+    misfit: str = ""  # why the model was not made for the series it ran on ("" when it was)
+
+
+CAVEAT_FULL_CHARS = 400  # limits up to this many characters in all are shown in full under a result
+CAVEAT_SHORT_ITEMS = 3  # longer lists show this many limits, each shortened, until the user asks for all
+CAVEAT_SHORT_CHARS = 90
+
+
+def intended_use(card) -> str:
+    """The card's intended-use line, with "Research use only. Not for diagnosis." always in it."""
+    use = (card.intended_use or "").strip() or RESEARCH_ONLY
+    return use if RESEARCH_ONLY.lower() in use.lower() else f"{use} {RESEARCH_ONLY}"
+
+
+def model_caveat(model: Model, source: Volume | None = None) -> Caveat:
+    """The caveat shown under a result of `model` on `source` (the limits of its card, as in docs/MODEL_ZOO.md)."""
+    card = model.card
+    training = card.training or {}
+    limits = tuple(str(limit).strip() for limit in card.limits if str(limit).strip()) or ("none stated",)
+    data = (f"Data: {training.get('dataset', 'not stated')}; "
+            f"licence: {training.get('licence', 'not stated')}")
+    return Caveat(intended_use(card), limits, data, "; ".join(fit_problems(model, source)))
+
+
+def shorten(text: str, chars: int = CAVEAT_SHORT_CHARS) -> str:
+    """`text` cut at a word boundary to at most `chars` characters, with "…" when cut."""
+    if len(text) <= chars:
+        return text
+    cut = text[:chars - 1].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return f"{cut or text[:chars - 1]}…"
+
+
+def caveat_is_long(caveat: Caveat) -> bool:
+    """Too long to show in full by default (the panel then shows a shortened list and a toggle)."""
+    return sum(len(limit) for limit in caveat.limits) > CAVEAT_FULL_CHARS
+
+
+def caveat_limits(caveat: Caveat, full: bool) -> list[str]:
+    """The limits as shown: all in full, or the first few shortened when the list is long and not expanded."""
+    if full or not caveat_is_long(caveat):
+        return list(caveat.limits)
+    return [shorten(limit) for limit in caveat.limits[:CAVEAT_SHORT_ITEMS]]
+
+
 def card_html(entry: ModelEntry) -> str:
     """The card of a list entry as HTML: task, data, licence, metrics, parameters, intended use, limits."""
     if entry.model is None:
@@ -160,9 +211,7 @@ def card_html(entry: ModelEntry) -> str:
     limits = "".join(f"<li>{escape(str(limit))}</li>" for limit in card.limits) or "<li>none stated</li>"
     warning = (f"<p style='color:#d35400'>⚠ {escape(entry.problem)}. You may still run it.</p>"
                if not entry.fits else "")
-    use = card.intended_use or RESEARCH_ONLY
-    if RESEARCH_ONLY.lower() not in use.lower():
-        use = f"{use} {RESEARCH_ONLY}"
+    use = intended_use(card)
     return (f"<h3>{escape(entry.id)}</h3><p style='color:#c0392b'><b>{escape(use)}</b></p>{warning}"
             f"<table cellspacing='2'>{table}</table><p><b>Limits</b></p><ul>{limits}</ul>")
 

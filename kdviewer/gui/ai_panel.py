@@ -119,7 +119,7 @@ class AiPanel(BackgroundRun, QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
         layout.addWidget(self.models)
-        layout.addWidget(self.card, 2)
+        layout.addWidget(self.card, 1)  # the results below get the room: a result carries its limits
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(scroll, 3)

@@ -1,10 +1,15 @@
 """The AI panel's result boxes: classification bars, segmentation legend and controls, enhancement controls.
 
+Each box shows, under its result, the model's caveat (`LimitsNote`): the intended use and the card's
+limits in plain words, with the data and its licence, always in view while the result is.
+
 Thin widgets: each shows an `AiRun` and exposes its controls; the AI panel connects them to the
 views and to `AiPanelLogic`.
 """
 
 from __future__ import annotations
+
+from html import escape
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QIcon, QPixmap
@@ -20,11 +25,20 @@ from PySide6.QtWidgets import (
     QSlider,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from kdviewer.gui.ai_logic import AiRun, LegendRow, legend_rows
+from kdviewer.gui.ai_logic import (
+    AiRun,
+    Caveat,
+    LegendRow,
+    caveat_is_long,
+    caveat_limits,
+    legend_rows,
+    model_caveat,
+)
 
 BAR_STEPS = 1000  # probability bars have 0.1 % resolution
 
@@ -43,6 +57,83 @@ def _swatch(color: tuple[int, int, int], size: int = 12) -> QIcon:
     return QIcon(pixmap)
 
 
+class LimitsNote(QWidget):
+    """The caveat under a result: intended use (red, bold), the card's limits as bullets, data and licence.
+
+    Short lists are shown in full; a long one shows its first limits shortened and a toggle for the rest.
+    The tooltip always holds the full text.
+    """
+
+    USE_STYLE = "color: #c0392b; font-weight: bold;"  # as the card's intended-use line
+    MISFIT_STYLE = "color: #d35400;"  # as the card's "not made for this series" warning
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.caveat: Caveat | None = None
+        self.use = QLabel("", self)
+        self.use.setWordWrap(True)
+        self.use.setStyleSheet(self.USE_STYLE)
+        self.misfit = QLabel("", self)
+        self.misfit.setWordWrap(True)
+        self.misfit.setStyleSheet(self.MISFIT_STYLE)
+        self.misfit.hide()
+        self.limits = QLabel("", self)
+        self.limits.setWordWrap(True)
+        self.limits.setTextFormat(Qt.TextFormat.RichText)
+        self.limits.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.toggle = QToolButton(self)
+        self.toggle.setCheckable(True)
+        self.toggle.setAutoRaise(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.toggle.toggled.connect(lambda _: self._fill())
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.use)
+        layout.addWidget(self.misfit)
+        layout.addWidget(self.limits)
+        layout.addWidget(self.toggle, 0, Qt.AlignmentFlag.AlignLeft)
+
+    def show_run(self, run: AiRun) -> None:
+        """Show the caveat of the model that made `run` (collapsed again when it is long)."""
+        self.caveat = model_caveat(run.model, run.source)
+        self.toggle.blockSignals(True)
+        self.toggle.setChecked(False)
+        self.toggle.blockSignals(False)
+        self._fill()
+
+    def shown_limits(self) -> list[str]:
+        """The limits as the note shows them now (shortened ones end in "…")."""
+        return caveat_limits(self.caveat, self.toggle.isChecked()) if self.caveat is not None else []
+
+    def full_text(self) -> str:
+        """Intended use, every limit in full, data and licence: the tooltip's plain text."""
+        if self.caveat is None:
+            return ""
+        c = self.caveat
+        misfit = [f"⚠ {c.misfit}"] if c.misfit else []
+        return "\n".join([c.use, *misfit, "Limits:", *(f"• {limit}" for limit in c.limits), c.data])
+
+    def _fill(self) -> None:
+        c = self.caveat
+        if c is None:
+            return
+        long = caveat_is_long(c)
+        rows = "".join(f"<tr><td>•&nbsp;</td><td>{escape(limit)}</td></tr>" for limit in self.shown_limits())
+        self.use.setText(c.use)
+        self.misfit.setText(f"⚠ {c.misfit}")
+        self.misfit.setVisible(bool(c.misfit))
+        self.limits.setText(f"<b>Limits</b><table cellspacing='0' cellpadding='0'>{rows}</table>"
+                            f"<span style='color: gray;'>{escape(c.data)}</span>")
+        self.toggle.setVisible(long)
+        self.toggle.setText("Show fewer" if self.toggle.isChecked() else f"Show all {len(c.limits)} limits")
+        misfit = [f"⚠ {escape(c.misfit)}"] if c.misfit else []
+        tip = "<br>".join([f"<b>{escape(c.use)}</b>", *misfit, "<b>Limits</b>",
+                           *(f"• {escape(limit)}" for limit in c.limits), escape(c.data)])
+        for widget in (self, self.use, self.misfit, self.limits):
+            widget.setToolTip(tip)
+
+
 class ClassificationBox(QGroupBox):
     """The top label, one probability bar per class, the saliency toggle and the JSON export."""
 
@@ -50,6 +141,7 @@ class ClassificationBox(QGroupBox):
         super().__init__("Classification", parent)
         self.headline = QLabel("", self)
         self.headline.setStyleSheet("font-weight: bold;")
+        self.headline.setWordWrap(True)  # a long model id must not widen the dock (it clipped the bars)
         self.bars_widget = QWidget(self)
         self.bars = QGridLayout(self.bars_widget)
         self.bars.setContentsMargins(0, 0, 0, 0)
@@ -62,6 +154,8 @@ class ClassificationBox(QGroupBox):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.headline)
         layout.addWidget(self.bars_widget)
+        self.note = LimitsNote(self)
+        layout.addWidget(self.note)
         layout.addWidget(self.saliency_check)
         layout.addLayout(_buttons(self, self.export_json))
         self.shown: list[tuple[str, float]] = []
@@ -88,6 +182,7 @@ class ClassificationBox(QGroupBox):
         where = f", slice {run.slice_index + 1}" if run.slice_index is not None else ""
         self.headline.setText(f"{top}  {result.top_probability:.1%}   ({run.model.id}{where})")
         self.saliency_check.setEnabled(result.saliency is not None)
+        self.note.show_run(run)
 
 
 class SegmentationBox(QGroupBox):
@@ -96,6 +191,7 @@ class SegmentationBox(QGroupBox):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Segmentation", parent)
         self.summary = QLabel("", self)
+        self.summary.setWordWrap(True)
         self.legend = QTableWidget(0, 2, self)
         self.legend.setHorizontalHeaderLabels(["Label", "Volume (mL)"])
         self.legend.verticalHeader().hide()
@@ -124,6 +220,8 @@ class SegmentationBox(QGroupBox):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.summary)
         layout.addWidget(self.legend)
+        self.note = LimitsNote(self)
+        layout.addWidget(self.note)
         layout.addLayout(controls)
         layout.addLayout(_buttons(self, self.jump_button))
         layout.addWidget(QLabel("Export the mask as", self))
@@ -149,6 +247,7 @@ class SegmentationBox(QGroupBox):
         self.export_seg.setToolTip("" if dicom_source else "DICOM SEG needs a DICOM source series")
         has_voxels = any(row.volume_ml > 0 for row in self.rows)
         self.jump_button.setEnabled(has_voxels)
+        self.note.show_run(run)
 
     def legend_texts(self) -> list[tuple[str, str]]:
         """(label name, "12.34 mL") as shown."""
@@ -179,6 +278,8 @@ class EnhancementBox(QGroupBox):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.summary)
+        self.note = LimitsNote(self)
+        layout.addWidget(self.note)
         layout.addWidget(self.compare_check)
         layout.addLayout(_buttons(self, self.show_enhanced, self.show_original))
         layout.addWidget(QLabel("Export the enhanced series as", self))
@@ -194,3 +295,4 @@ class EnhancementBox(QGroupBox):
                              f"{x}×{y}×{z} voxels, {sx:.3g}×{sy:.3g}×{sz:.3g} mm; added to the series list")
         self.export_dicom.setEnabled(dicom_source)
         self.export_dicom.setToolTip("" if dicom_source else "DICOM export needs a DICOM source series")
+        self.note.show_run(run)
