@@ -231,3 +231,16 @@ def test_onnx_export_matches_torch(name: str, kw: dict, side: int, tmp_path: Pat
         want = model(x).numpy()
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["srresnet", "espcn", "fsrcnn"])
+def test_super_resolution_learns_a_residual_over_bicubic(name: str):
+    from kdviewer.distill import nets
+
+    x = torch.rand(1, 1, 12, 16)
+    bicubic = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    with_skip = nets.create_model(name, in_channels=1, scale=2).eval()
+    without = nets.create_model(name, in_channels=1, scale=2, bicubic_skip=False).eval()
+    without.load_state_dict(with_skip.state_dict())  # the skip adds no parameters
+    with torch.no_grad():
+        torch.testing.assert_close(with_skip(x) - without(x), bicubic)

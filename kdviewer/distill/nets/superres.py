@@ -2,14 +2,28 @@
 ESPCN (Shi et al. 2016) and FSRCNN (Dong et al. 2016) students.
 
 The generators map (N, C, H, W) float to (N, C, scale·H, scale·W), any H, W; ``scale`` is 2 (default),
-3 or 4 (SRResNet also 8). The discriminator maps (N, C, H, W) to real/fake logits (N, 1) for any H, W ≥ 16
+3 or 4 (SRResNet also 8). With ``bicubic_skip`` (default) they learn the residual over a bicubic upsampling of
+the input (the global skip of VDSR, Kim et al. 2016): at the start of training the output already is the bicubic
+image, so a short CPU training refines it instead of first learning to reproduce the image. The discriminator maps (N, C, H, W) to real/fake logits (N, 1) for any H, W ≥ 16
 (use ``BCEWithLogitsLoss``).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+def _bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic upsampling by an integer factor (ONNX Resize, cubic, half-pixel centres)."""
+    return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def _near_zero(layer: nn.Module) -> None:
+    """A last layer whose output starts near zero, so a net with a bicubic skip starts as the bicubic image."""
+    nn.init.normal_(layer.weight, 0.0, 0.001)
+    nn.init.zeros_(layer.bias)
 
 
 def _check_scale(scale: int, allowed: tuple[int, ...]) -> int:
@@ -41,9 +55,10 @@ class SRResNet(nn.Module):
     Names: ``head``, ``blocks.i``, ``fuse`` (conv+BN after the blocks), ``upsample``, ``tail``.
     """
 
-    def __init__(self, *, in_channels: int = 1, scale: int = 2, channels: int = 64, num_blocks: int = 16):
+    def __init__(self, *, in_channels: int = 1, scale: int = 2, channels: int = 64, num_blocks: int = 16,
+                 bicubic_skip: bool = True):
         super().__init__()
-        _check_scale(scale, (2, 3, 4, 8))
+        self.scale, self.bicubic_skip = _check_scale(scale, (2, 3, 4, 8)), bicubic_skip
         self.head = nn.Sequential(nn.Conv2d(in_channels, channels, 9, padding=4), nn.PReLU())
         self.blocks = nn.Sequential(*(SRResidualBlock(channels) for _ in range(num_blocks)))
         self.fuse = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
@@ -57,11 +72,14 @@ class SRResNet(nn.Module):
             ]
         self.upsample = nn.Sequential(*ups)
         self.tail = nn.Conv2d(channels, in_channels, 9, padding=4)
+        if bicubic_skip:
+            _near_zero(self.tail)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         head = self.head(x)
         out = self.fuse(self.blocks(head)) + head
-        return self.tail(self.upsample(out))
+        out = self.tail(self.upsample(out))
+        return out + _bicubic(x, self.scale) if self.bicubic_skip else out
 
 
 class ESPCN(nn.Module):
@@ -70,9 +88,9 @@ class ESPCN(nn.Module):
     Names: ``body`` (``body.1``, ``body.3`` are the two tanh outputs), ``upsample``.
     """
 
-    def __init__(self, *, in_channels: int = 1, scale: int = 2, channels: int = 64):
+    def __init__(self, *, in_channels: int = 1, scale: int = 2, channels: int = 64, bicubic_skip: bool = True):
         super().__init__()
-        _check_scale(scale, (2, 3, 4))
+        self.scale, self.bicubic_skip = _check_scale(scale, (2, 3, 4)), bicubic_skip
         half = channels // 2
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, channels, 5, padding=2),
@@ -83,9 +101,12 @@ class ESPCN(nn.Module):
         self.upsample = nn.Sequential(
             nn.Conv2d(half, in_channels * scale**2, 3, padding=1), nn.PixelShuffle(scale)
         )
+        if bicubic_skip:
+            _near_zero(self.upsample[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.upsample(self.body(x))
+        out = self.upsample(self.body(x))
+        return out + _bicubic(x, self.scale) if self.bicubic_skip else out
 
 
 class FSRCNN(nn.Module):
@@ -94,9 +115,10 @@ class FSRCNN(nn.Module):
     Names: ``extract``, ``shrink``, ``mapping``, ``expand``, ``deconv``; PReLU after every conv but the last.
     """
 
-    def __init__(self, *, in_channels: int = 1, scale: int = 2, d: int = 56, s: int = 12, m: int = 4):
+    def __init__(self, *, in_channels: int = 1, scale: int = 2, d: int = 56, s: int = 12, m: int = 4,
+                 bicubic_skip: bool = True):
         super().__init__()
-        _check_scale(scale, (2, 3, 4))
+        self.scale, self.bicubic_skip = _check_scale(scale, (2, 3, 4)), bicubic_skip
         self.extract = nn.Sequential(nn.Conv2d(in_channels, d, 5, padding=2), nn.PReLU(d))
         self.shrink = nn.Sequential(nn.Conv2d(d, s, 1), nn.PReLU(s))
         self.mapping = nn.Sequential(
@@ -108,7 +130,8 @@ class FSRCNN(nn.Module):
         nn.init.zeros_(self.deconv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.deconv(self.expand(self.mapping(self.shrink(self.extract(x)))))
+        out = self.deconv(self.expand(self.mapping(self.shrink(self.extract(x)))))
+        return out + _bicubic(x, self.scale) if self.bicubic_skip else out
 
 
 class SRGANDiscriminator(nn.Module):
@@ -147,19 +170,22 @@ class SRGANDiscriminator(nn.Module):
         return torch.flatten(self.classifier(self.body(x)), 1)
 
 
-def srresnet(*, in_channels: int = 1, scale: int = 2, channels: int = 64, num_blocks: int = 16) -> SRResNet:
+def srresnet(*, in_channels: int = 1, scale: int = 2, channels: int = 64, num_blocks: int = 16,
+             bicubic_skip: bool = True) -> SRResNet:
     """SRResNet teacher: 16 blocks, 64 channels (≈ 1.4 M parameters at ×2, 1.5 M at ×4, 1 channel)."""
-    return SRResNet(in_channels=in_channels, scale=scale, channels=channels, num_blocks=num_blocks)
+    return SRResNet(in_channels=in_channels, scale=scale, channels=channels, num_blocks=num_blocks,
+                    bicubic_skip=bicubic_skip)
 
 
-def espcn(*, in_channels: int = 1, scale: int = 2, channels: int = 64) -> ESPCN:
+def espcn(*, in_channels: int = 1, scale: int = 2, channels: int = 64, bicubic_skip: bool = True) -> ESPCN:
     """ESPCN student (≈ 21 k parameters at ×2, 1 channel)."""
-    return ESPCN(in_channels=in_channels, scale=scale, channels=channels)
+    return ESPCN(in_channels=in_channels, scale=scale, channels=channels, bicubic_skip=bicubic_skip)
 
 
-def fsrcnn(*, in_channels: int = 1, scale: int = 2, d: int = 56, s: int = 12, m: int = 4) -> FSRCNN:
+def fsrcnn(*, in_channels: int = 1, scale: int = 2, d: int = 56, s: int = 12, m: int = 4,
+           bicubic_skip: bool = True) -> FSRCNN:
     """FSRCNN(56, 12, 4) student (≈ 12.8 k parameters, 1 channel)."""
-    return FSRCNN(in_channels=in_channels, scale=scale, d=d, s=s, m=m)
+    return FSRCNN(in_channels=in_channels, scale=scale, d=d, s=s, m=m, bicubic_skip=bicubic_skip)
 
 
 def srgan_discriminator(*, in_channels: int = 1, channels: int = 64) -> SRGANDiscriminator:
