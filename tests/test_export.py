@@ -82,6 +82,8 @@ def test_int8_is_measured_and_reported(run_dir: Path) -> None:
     assert report["latency_ms_fp32"] > 0 and report["latency_ms_int8"] > 0
     int8_path = onnx_path.with_name("pneumonia-cxr-teacher-int8.onnx")
     assert int8_path.exists() == report["kept"]
+    assert report["faster"] == (report["latency_ms_int8"] < report["latency_ms_fp32"])
+    assert not report["kept"] or report["faster"]  # kept only when it is faster
     if report["kept"]:
         assert load_card(int8_path.with_suffix(".json")).file["weights"] == "int8"
 
@@ -123,3 +125,19 @@ def test_card_round_trip_and_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ModelCardError, match="bad.json"):
         load_card(tmp_path / "bad.json")
+
+
+def test_int8_that_onnxruntime_cannot_make_leaves_the_fp32_export(run_dir: Path, monkeypatch) -> None:
+    import onnxruntime.quantization as q
+
+    def refuse(*_a, **_k):
+        raise Exception("Incomplete symbolic shape inference")  # what onnxruntime raises for some graphs
+
+    monkeypatch.setattr(q, "quantize_static", refuse)
+    lines: list[str] = []
+    for old in run_dir.glob("*-int8.*"):  # left by the test that keeps INT8
+        old.unlink()
+    onnx_path, card_path = export_run(run_dir, int8=True, log=lines.append)
+    assert onnx_path.exists() and not onnx_path.with_name("pneumonia-cxr-teacher-int8.onnx").exists()
+    assert "int8" not in json.loads(card_path.read_text())["export"]
+    assert any("int8: not made (Exception: Incomplete symbolic shape inference)" in line for line in lines)
