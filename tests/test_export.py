@@ -75,8 +75,10 @@ def test_float16_weights_keep_float32_inputs(run_dir: Path, tmp_path: Path) -> N
     export_run(run_dir)  # back to float32 for the other tests
 
 
-def test_int8_is_measured_and_reported(run_dir: Path) -> None:
+def test_int8_is_measured_and_reported(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
     onnx_path, card_path = export_run(run_dir, int8=True)
+    assert list(tmp_path.iterdir()) == []  # no scratch files of onnxruntime's shape inference left behind
     report = json.loads(card_path.read_text())["export"]["int8"]
     assert report["metric"] == "auc"
     assert report["latency_ms_fp32"] > 0 and report["latency_ms_int8"] > 0

@@ -7,8 +7,11 @@ FP32 card either way. A graph onnxruntime cannot quantise leaves the FP32 export
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import statistics
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,19 @@ def _latency_ms(session: Any, image: np.ndarray, timer: Callable[[], float], rep
     return statistics.median(times)
 
 
+@contextlib.contextmanager
+def _scratch_cwd() -> Iterator[None]:
+    """Run inside a temporary working folder: onnxruntime's symbolic shape inference writes scratch files
+    (``sym_shape_infer_temp.onnx``, ``<uuid>.data``) into the current folder and leaves them there."""
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="kdviewer-int8-") as tmp:
+        os.chdir(tmp)
+        try:
+            yield
+        finally:
+            os.chdir(here)
+
+
 def quantize_and_compare(card: ModelCard, onnx_path: Path, train_ds: Any, val_ds: Any, adapter: TaskAdapter,
                          one_point: dict[str, float], log: Callable[[str], None], *,
                          session: Callable[..., Any], timer: Callable[[], float]) -> Path | None:
@@ -55,13 +71,15 @@ def quantize_and_compare(card: ModelCard, onnx_path: Path, train_ds: Any, val_ds
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    onnx_path = Path(onnx_path).resolve()  # the scratch folder changes the working directory
     int8_path = onnx_path.with_name(onnx_path.stem + "-int8.onnx")
     prepared = onnx_path.with_name(onnx_path.stem + "-prep.onnx")
     try:
-        try:  # fold constants, infer shapes: as onnxruntime advises
-            quant_pre_process(str(onnx_path), str(prepared))
-        except Exception:  # noqa: BLE001 - symbolic shape inference gives up on some graphs (U-Net resizes)
-            quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+        with _scratch_cwd():
+            try:  # fold constants, infer shapes: as onnxruntime advises
+                quant_pre_process(str(onnx_path), str(prepared))
+            except Exception:  # noqa: BLE001 - symbolic shape inference gives up on some graphs (U-Net resizes)
+                quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(int8_path), _calibration_reader(train_ds), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises bare Exceptions; the FP32 export stands
