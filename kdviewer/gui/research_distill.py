@@ -213,14 +213,7 @@ class DistilTab(DistilFormMixin, DistilJobViewMixin, QWidget):
         self._replays.pop(job.id, None)
         self._cancelling.discard(job.id)
         if job.state is JobState.DONE:
-            self._install(job.run_dir, job.progress.card)
-            plan = logic.load_plan(job.run_dir)
-            stage = logic.next_stage(plan, self.history.list()) if plan is not None else None
-            if stage is not None:
-                try:
-                    self._start_stage(stage)
-                except KdviewerError as exc:
-                    self.show_error("Cannot start the distillation", str(exc))
+            self._install_and_continue(job.run_dir, job.progress.card)
         self._refresh_table()
         if self._selected == job.id:
             self._show_job(job)
@@ -270,8 +263,12 @@ class DistilTab(DistilFormMixin, DistilJobViewMixin, QWidget):
             cards = [c for c in run_cards(record.run_dir) if not c.stem.endswith("-int8")]
         except KdviewerError:
             return
-        self._install(Path(record.run_dir), str(cards[0]))
-        plan = logic.load_plan(record.run_dir)
+        self._install_and_continue(Path(record.run_dir), str(cards[0]))
+
+    def _install_and_continue(self, run_dir: Path, card: str | None) -> None:
+        """A finished run: install its model, then start its plan's next command (teacher → student)."""
+        self._install(run_dir, card)
+        plan = logic.load_plan(run_dir)
         stage = logic.next_stage(plan, self.history.list()) if plan is not None else None
         if stage is not None:
             try:
