@@ -80,7 +80,7 @@ def test_pool_is_computed_once_and_keyed_by_config(slices: Path, monkeypatch: py
     assert low_dose_pool(twin.items[0], twin.cfg) is first
     assert not np.array_equal(low_dose_pool(other.items[0], other.cfg)[1][0], first[1][0])
     calls = []
-    monkeypatch.setattr(data_samples, "radon", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(data_samples, "low_dose_realizations", lambda *a, **k: calls.append(1))
     for epoch in range(3):
         train.set_epoch(epoch)
         train[0]  # served from the pool: no new projection

@@ -5,11 +5,10 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-from skimage.transform import radon
 
 from kdviewer.distill.augment import AugmentConfig, augment_arrays
 from kdviewer.distill.data_config import DataConfig, DataConfigError
-from kdviewer.imaging.degrade import _fbp_to_hu, _to_square_mu, downsample, gaussian_noise, low_dose_pair
+from kdviewer.imaging.degrade import downsample, gaussian_noise, low_dose_pair, low_dose_realizations
 from kdviewer.imaging.nodule_cases import simulate_case, validation_rng
 from kdviewer.imaging.preprocess import preprocess_image, resize_channels, to_channels
 from kdviewer.imaging.resample import resize_2d
@@ -165,20 +164,14 @@ def low_dose_pool(item: Item, cfg: DataConfig) -> tuple[np.ndarray, tuple[np.nda
     pixel_mm = sample.spacing_mm[0] * grey.shape[-1] / clean2d.shape[-1] if sample.spacing_mm else 1.0
     deg = cfg.degrade
     photons, angles = float(deg.get("photons", 1e4)), int(deg.get("angles", 360))
-    # The steps of `low_dose_pair`, with the projection and the noise-free FBP shared by the K draws.
-    mu, box = _to_square_mu(clean2d, pixel_mm)
-    theta = np.linspace(0.0, 180.0, angles, endpoint=False)
-    sino = radon(mu, theta=theta, circle=True)
-    n = mu.shape[0]
-    fbp = _fbp_to_hu(sino, theta, n, box, pixel_mm)
+    rngs = [np.random.default_rng(realization_seed(cfg, item, k)) for k in range(cfg.realizations)]
+    fbp, noisy_hu = low_dose_realizations(clean2d, photons, angles, rngs, pixel_mm)
     target_hu = fbp if deg.get("target", "fbp") == "fbp" else clean2d
     _, target = _normalise_pair(target_hu, target_hu, cfg)
     target.flags.writeable = False
     noisy = []
-    for k in range(cfg.realizations):
-        counts = np.random.default_rng(realization_seed(cfg, item, k)).poisson(photons * np.exp(-sino))
-        noisy_hu = _fbp_to_hu(-np.log(np.maximum(counts, 1) / photons), theta, n, box, pixel_mm)
-        image = _normalise_pair(noisy_hu, target_hu, cfg)[0]
+    for image_hu in noisy_hu:
+        image = _normalise_pair(image_hu, target_hu, cfg)[0]
         image.flags.writeable = False
         noisy.append(image)
     entry = (target, tuple(noisy))

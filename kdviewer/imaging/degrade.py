@@ -58,13 +58,23 @@ def low_dose_pair(img_hu: np.ndarray, photons: float = 1e4, angles: int = 360,
     photons: I0, incident counts per detector bin and angle; angles: projections over 180°;
     pixel_mm: pixel size, which sets the attenuation per pixel (and so the noise level).
     """
+    clean, (noisy,) = low_dose_realizations(img_hu, photons, angles, [_rng(rng)], pixel_mm)
+    return noisy, clean
+
+
+def low_dose_realizations(img_hu: np.ndarray, photons: float, angles: int, rngs: list[np.random.Generator],
+                          pixel_mm: float = 1.0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(noise-free FBP, one noisy FBP per generator) of an (H, W) HU image, float32 HU: one projection shared,
+    so K realisations cost one radon transform and K + 1 back-projections (`low_dose_pair` is K = 1)."""
     mu, box = _to_square_mu(img_hu, pixel_mm)
     theta = np.linspace(0.0, 180.0, int(angles), endpoint=False)
     sino = radon(mu, theta=theta, circle=True)
-    counts = _rng(rng).poisson(float(photons) * np.exp(-sino))
-    noisy_sino = -np.log(np.maximum(counts, 1) / float(photons))
     n = mu.shape[0]
-    return _fbp_to_hu(noisy_sino, theta, n, box, pixel_mm), _fbp_to_hu(sino, theta, n, box, pixel_mm)
+    noisy = []
+    for rng in rngs:
+        counts = rng.poisson(float(photons) * np.exp(-sino))
+        noisy.append(_fbp_to_hu(-np.log(np.maximum(counts, 1) / float(photons)), theta, n, box, pixel_mm))
+    return _fbp_to_hu(sino, theta, n, box, pixel_mm), noisy
 
 
 def simulate_low_dose(img_hu: np.ndarray, photons: float = 1e4, angles: int = 360,
