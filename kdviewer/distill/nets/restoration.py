@@ -85,9 +85,13 @@ class REDCNN(nn.Module):
         return self.tconv5(self.relu(out)) + residual_1
 
 
-def dncnn(*, in_channels: int = 1, depth: int = 17, channels: int = 64) -> ResidualDenoiser:
-    """DnCNN teacher: 17 layers, 64 channels, BatchNorm (≈ 0.56 M parameters, 1 channel)."""
-    return ResidualDenoiser(in_channels=in_channels, depth=depth, channels=channels, batch_norm=True)
+def dncnn(*, in_channels: int = 1, depth: int = 17, channels: int = 64, batch_norm: bool = True) -> ResidualDenoiser:
+    """DnCNN teacher: 17 layers, 64 channels, BatchNorm (≈ 0.56 M parameters, 1 channel).
+
+    ``batch_norm=False`` drops the BatchNorm layers (as later low-dose CT work does): its running statistics,
+    gathered on small patches, need not match whole slices at inference.
+    """
+    return ResidualDenoiser(in_channels=in_channels, depth=depth, channels=channels, batch_norm=batch_norm)
 
 
 def redcnn(*, in_channels: int = 1, channels: int = 96) -> REDCNN:
