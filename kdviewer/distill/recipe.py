@@ -81,10 +81,11 @@ class NetConfig:
     channels: int | None = None         # restoration and super-resolution nets
     num_blocks: int | None = None       # srresnet
     stem: str | None = None             # resnets, mobilenetv2: auto | small | imagenet
+    batch_norm: bool | None = None      # dncnn
 
     def kwargs(self) -> dict[str, Any]:
         """The options to pass to `create_model`, only those set in the recipe."""
-        names = ("width", "depth", "base", "channels", "num_blocks", "stem")
+        names = ("width", "depth", "base", "channels", "num_blocks", "stem", "batch_norm")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 
