@@ -82,10 +82,11 @@ class NetConfig:
     num_blocks: int | None = None       # srresnet
     stem: str | None = None             # resnets, mobilenetv2: auto | small | imagenet
     batch_norm: bool | None = None      # dncnn
+    entry_stride: int | None = None     # unet_small: 2 runs the U-Net at half resolution
 
     def kwargs(self) -> dict[str, Any]:
         """The options to pass to `create_model`, only those set in the recipe."""
-        names = ("width", "depth", "base", "channels", "num_blocks", "stem", "batch_norm")
+        names = ("width", "depth", "base", "channels", "num_blocks", "stem", "batch_norm", "entry_stride")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 
@@ -118,6 +119,7 @@ class DistillConfig(TrainConfig):
     dkd_alpha: float = 1.0              # DKD target-class weight
     dkd_beta: float = 8.0               # DKD non-target-class weight
     feature_weight: float = 1.0         # weight of the fitnets / attention / restoration feature term
+    kd_weight: float | None = None      # pixel, cwd: task + kd_weight·KD (the task loss keeps weight 1; alpha unused)
     features: tuple[tuple[str, str], ...] = ()   # (teacher layer, student layer) pairs
     cache_teacher: bool = False
     allow_sharpening: bool = False      # temperature < 1 sharpens the teacher: only when asked

@@ -7,7 +7,7 @@
 | none | hard |
 | hinton | a·CE + (1−a)·T²·KL (`hinton_kd_loss`) |
 | dkd | CE + DKD(α=dkd_alpha, β=dkd_beta, T) (Zhao et al.: the CE term keeps weight 1) |
-| pixel, cwd | a·(Dice+CE) + (1−a)·pixel-KD / CWD at T |
+| pixel, cwd | a·(Dice+CE) + (1−a)·pixel-KD / CWD at T; with `kd_weight` w: (Dice+CE) + w·KD (CWD's form) |
 | restoration | a·L1(s, y) + (1−a)·L1(s, t) (`restoration_kd_loss`), + feature_weight·FitNets if features are named |
 | fitnets, attention | hard + feature_weight·(FitNets hints | attention transfer) |
 
@@ -80,8 +80,10 @@ class Distiller(nn.Module):
                 temperature=cfg.temperature, **kw)
         if method in ("pixel", "cwd"):
             kd = losses.pixel_kd_loss if method == "pixel" else losses.cwd_loss
-            return cfg.alpha * self.task.hard_loss(s_out, batch) + (1 - cfg.alpha) * kd(
-                s_out, t_out, temperature=cfg.temperature, **kw)
+            soft = kd(s_out, t_out, temperature=cfg.temperature, **kw)
+            if cfg.kd_weight is not None:
+                return self.task.hard_loss(s_out, batch) + cfg.kd_weight * soft
+            return cfg.alpha * self.task.hard_loss(s_out, batch) + (1 - cfg.alpha) * soft
         if method == "restoration":
             loss = losses.restoration_kd_loss(s_out, t_out, batch["target"], alpha=cfg.alpha)
             if self.pairs:

@@ -48,7 +48,8 @@ class Teacher:
 def resolve_teacher_path(recipe: Recipe) -> Path:
     """The teacher checkpoint of a recipe: `teacher` is a run folder (its best.pt) or a checkpoint file."""
     if not recipe.teacher:
-        raise RecipeError(recipe.source, "teacher", "distill needs a teacher: --set teacher=RUN_DIR (or a .pt file)")
+        raise RecipeError(recipe.source, "teacher", "distill needs a teacher: --set teacher=RUN_DIR (or a .pt "
+                          "file, an ONNX model's .onnx / .json, or a model id such as liver-ct-teacher)")
     given = Path(recipe.teacher).expanduser()
     candidates = [given] if given.is_absolute() else [Path.cwd() / given, recipe.recipe_dir / given]
     for path in candidates:
@@ -62,7 +63,17 @@ def resolve_teacher_path(recipe: Recipe) -> Path:
 
 
 def load_teacher(recipe: Recipe, device: torch.device) -> Teacher:
-    """Load the recipe's teacher with `weights_only=True`, frozen: eval mode and `requires_grad_(False)`."""
+    """Load the recipe's teacher, frozen: eval mode and `requires_grad_(False)`.
+
+    A run folder or checkpoint is loaded with `weights_only=True`; an ONNX model (a path to its .onnx or card,
+    or a model id of the registry) runs in onnxruntime after its sha256 check (`distill.onnx_teacher`).
+    """
+    from kdviewer.distill.onnx_teacher import find_onnx_teacher, load_onnx_teacher, onnx_teacher_spec
+
+    onnx_model = find_onnx_teacher(recipe)
+    if onnx_model is not None:
+        net = load_onnx_teacher(onnx_model, recipe, threads=max(1, torch.get_num_threads()))
+        return Teacher(net, onnx_teacher_spec(onnx_model), onnx_model.id, onnx_model.onnx_path)
     path = resolve_teacher_path(recipe)
     ckpt = load_checkpoint(path)
     spec = ckpt.get("net")

@@ -99,8 +99,31 @@ def _needs_upcast(model: Model) -> bool:
     return str(model.card.file.get("weights", "")).lower() in ("float16", "fp16", "half")
 
 
-def load_session(model: Model, threads: int | None = None):
-    """A new onnxruntime `InferenceSession` for `model` (CPU), float16 weights upcast first.
+def free_spatial_dims(model_bytes: bytes, path: Path | None = None) -> bytes:
+    """The serialized model with the height and width of its inputs and outputs made symbolic (and the
+    inferred inner shapes dropped), so that a fully convolutional graph exported at one size runs at any."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ModelLoadError(path, "running this model at another size needs the 'onnx' package") from exc
+    try:
+        proto = onnx.load_from_string(model_bytes)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+        raise ModelLoadError(path, f"not an ONNX model ({type(exc).__name__}: {exc})") from exc
+    for kind, values in (("in", proto.graph.input), ("out", proto.graph.output)):
+        for vi in values:
+            dims = vi.type.tensor_type.shape.dim
+            for axis, name in ((2, "height"), (3, "width")):
+                if len(dims) == 4:
+                    dims[axis].Clear()
+                    dims[axis].dim_param = f"{kind}_{name}"
+    del proto.graph.value_info[:]
+    return proto.SerializeToString()
+
+
+def load_session(model: Model, threads: int | None = None, *, dynamic_spatial: bool = False):
+    """A new onnxruntime `InferenceSession` for `model` (CPU), float16 weights upcast first;
+    `dynamic_spatial`: accept inputs of any height and width (`free_spatial_dims`).
 
     Raises `ModelLoadError` with onnxruntime's reason when it cannot load the file.
     """
@@ -110,6 +133,8 @@ def load_session(model: Model, threads: int | None = None):
     data = Path(model.onnx_path).read_bytes()
     if _needs_upcast(model):
         data = upcast_float16(data, model.onnx_path)
+    if dynamic_spatial:
+        data = free_spatial_dims(data, model.onnx_path)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
