@@ -101,3 +101,22 @@ def step_loss(step: DistillStep, batch: dict[str, torch.Tensor]) -> float:
     """The loss of one step, with the RNG (dropout) seeded as `student_outputs` seeds it."""
     torch.manual_seed(0)
     return step(batch)
+
+
+def test_pixel_kd_with_kd_weight_keeps_the_task_loss_whole() -> None:
+    """kd_weight w: (Dice + CE) + w·pixel-KD; without it: a·(Dice + CE) + (1 − a)·pixel-KD."""
+    from kdviewer.distill.losses import pixel_kd_loss
+    from kdviewer.distill.recipe import DistillConfig
+    from kdviewer.distill.trainer_kd import Distiller
+    from kdviewer.distill.trainer_tasks import task_adapter
+
+    adapter = task_adapter("segment", {"num_classes": 2}, 0.0)
+    g = torch.Generator().manual_seed(0)
+    s_out, t_out = torch.randn(2, 2, 8, 8, generator=g), torch.randn(2, 2, 8, 8, generator=g)
+    batch = {"target": torch.randint(0, 2, (2, 8, 8), generator=g)}
+    hard = adapter.hard_loss(s_out, batch)
+    soft = pixel_kd_loss(s_out, t_out, temperature=2.0)
+    weighted = Distiller(DistillConfig(method="pixel", temperature=2.0, kd_weight=0.7), adapter, [])
+    mixed = Distiller(DistillConfig(method="pixel", temperature=2.0, alpha=0.4), adapter, [])
+    torch.testing.assert_close(weighted.loss(s_out, t_out, batch, [], []), hard + 0.7 * soft)
+    torch.testing.assert_close(mixed.loss(s_out, t_out, batch, [], []), 0.4 * hard + 0.6 * soft)

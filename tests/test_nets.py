@@ -163,6 +163,28 @@ def test_restoration_nets_learn_a_residual():
         assert torch.equal(model(x), x)
 
 
+def test_half_resolution_unet_gives_full_resolution_logits_and_fewer_full_size_maps():
+    """entry_stride=2: logits at the input's size; every inner map at half resolution or below."""
+    model = create_model("unet_small", depth=3, base=8, entry_stride=2).eval()
+    sizes = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1]))
+             for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        out = model(torch.randn(1, 1, 64, 48))
+    for h in hooks:
+        h.remove()
+    assert out.shape == (1, 2, 64, 48)
+    assert max(sizes) == 24 and len(sizes) > 10  # widths: 48 / 2 at most
+    with pytest.raises(ValueError, match="entry_stride"):
+        create_model("unet_small", entry_stride=4)
+
+
+def test_dncnn_without_batchnorm_has_none():
+    plain = create_model("dncnn", depth=5, channels=8, batch_norm=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in create_model("dncnn", depth=5, channels=8).modules()) == 3
+
+
 # Teacher -> student pairs that must differ by at least 10x in parameters (1 channel, 2 classes).
 PAIRS = [
     ("resnet50", "mobilenetv2", {}),
@@ -198,6 +220,7 @@ def test_parameter_counts_match_the_references():
 EXPORTS = [
     ("mobilenetv2", {"width": 0.5}, 32),
     ("unet_small", {}, 32),
+    ("unet_small", {"entry_stride": 2, "depth": 3, "base": 8}, 32),
     ("mobileunet", {"width": 0.35}, 32),
     ("denoise_small", {}, 16),
     ("espcn", {"scale": 2}, 12),
