@@ -7,10 +7,10 @@ FP32 card either way. A graph onnxruntime cannot quantise leaves the FP32 export
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
 import statistics
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,17 +51,23 @@ def _latency_ms(session: Any, image: np.ndarray, timer: Callable[[], float], rep
     return statistics.median(times)
 
 
-@contextlib.contextmanager
-def _scratch_cwd() -> Iterator[None]:
-    """Run inside a temporary working folder: onnxruntime's symbolic shape inference writes scratch files
-    (``sym_shape_infer_temp.onnx``, ``<uuid>.data``) into the current folder and leaves them there."""
-    here = os.getcwd()
+def _prepare_for_quantisation(onnx_path: Path, prepared: Path) -> None:
+    """onnxruntime's pre-processing (constant folding, shape inference) in a child process whose working
+    folder is a temporary one: its symbolic shape inference writes scratch files (``sym_shape_infer_temp.onnx``,
+    ``<uuid>.data``) into the working folder and leaves them there, and changing this process's own working
+    folder would not be safe beside other threads (the viewer's). Symbolic inference gives up on some graphs
+    (U-Net resizes): then it is skipped. Raises RuntimeError with the tool's last line when both fail."""
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "onnxruntime.quantization.preprocess", "--input", str(onnx_path),
+                               "--output", str(prepared), *extra], cwd=tmp, capture_output=True, text=True)
+
     with tempfile.TemporaryDirectory(prefix="kdviewer-int8-") as tmp:
-        os.chdir(tmp)
-        try:
-            yield
-        finally:
-            os.chdir(here)
+        done = run()
+        if done.returncode != 0:
+            done = run("--skip_symbolic_shape", "True")
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout or "no detail").strip().splitlines()
+        raise RuntimeError(f"onnxruntime's quantisation pre-processing failed: {lines[-1] if lines else 'no detail'}")
 
 
 def quantize_and_compare(card: ModelCard, onnx_path: Path, train_ds: Any, val_ds: Any, adapter: TaskAdapter,
@@ -69,17 +75,12 @@ def quantize_and_compare(card: ModelCard, onnx_path: Path, train_ds: Any, val_ds
                          session: Callable[..., Any], timer: Callable[[], float]) -> Path | None:
     """Quantise `onnx_path`, compare metric and speed with FP32, keep it if the metric holds; returns its path."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    onnx_path = Path(onnx_path).resolve()  # the scratch folder changes the working directory
+    onnx_path = Path(onnx_path).resolve()  # pre-processing runs in another working folder
     int8_path = onnx_path.with_name(onnx_path.stem + "-int8.onnx")
     prepared = onnx_path.with_name(onnx_path.stem + "-prep.onnx")
     try:
-        with _scratch_cwd():
-            try:  # fold constants, infer shapes: as onnxruntime advises
-                quant_pre_process(str(onnx_path), str(prepared))
-            except Exception:  # noqa: BLE001 - symbolic shape inference gives up on some graphs (U-Net resizes)
-                quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+        _prepare_for_quantisation(onnx_path, prepared)  # fold constants, infer shapes: as onnxruntime advises
         quantize_static(str(prepared), str(int8_path), _calibration_reader(train_ds), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises bare Exceptions; the FP32 export stands
