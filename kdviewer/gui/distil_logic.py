@@ -4,7 +4,9 @@ The tab is a thin face over this module (3D Slicer's Logic/Widget split), and ev
 repeated headless: the form becomes a recipe TOML (`recipe_text`), the run is one or two `kdviewer`
 commands (`plan_for`: `train` first when the teacher is to be trained, then `distill`), started and
 followed by `kdviewer.jobs`. A plan is written beside its recipe (`plan.json`), so a viewer opened
-later knows that a finished teacher is to be followed by its distillation.
+later knows that a finished teacher is to be followed by its distillation. The teacher may also be an ONNX
+model (a zoo teacher, by its card): the recipe then takes the card's preprocessing, and only output KD
+methods are accepted with it.
 
 Never imports torch or `kdviewer.distill`: the recipe keys are read from the shipped recipes.
 """
@@ -21,12 +23,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
 from kdviewer.errors import KdviewerError
 from kdviewer.jobs import JobRecord, JobState, format_event, parse_event
+
+if TYPE_CHECKING:
+    from kdviewer.runtime import Model
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "resources" / "recipes"
 TASKS = ("classify", "segment", "denoise", "super_resolve")
@@ -51,7 +56,9 @@ TEACHER_ARCHS = {"classify": ("resnet18", "resnet34", "resnet50", "mobilenetv2")
                  "super_resolve": ("srresnet", "fsrcnn")}
 WIDTH_ARCHS = ("mobilenetv2", "mobileunet")   # nets with a width multiplier
 TEACHER_TRAIN = "train"                       # TeacherChoice.kind: train one first
-TEACHER_RUN = "run"                           # a run folder or a checkpoint file
+TEACHER_RUN = "run"                           # a run folder, a checkpoint file or an ONNX model
+ONNX_SUFFIXES = (".onnx", ".json")            # an ONNX teacher: its model or its card (as the engine's check)
+FEATURE_METHODS = ("fitnets", "attention")    # KD on inner layers: a teacher run folder only
 PLAN_FILE = "plan.json"
 RECIPE_FILE = "recipe.toml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -104,8 +111,9 @@ def preview_data(path: str | Path) -> DataPreview:
 
 @dataclass(frozen=True)
 class TeacherChoice:
-    """Where the teacher comes from: `kind` "train" (train one first) or "run" (`path`: a run folder or a
-    checkpoint; a registry teacher is given by its run folder); `label` is what the form shows."""
+    """Where the teacher comes from: `kind` "train" (train one first) or "run" (`path`: a run folder, a
+    checkpoint, or an ONNX model's .onnx / card .json; a registry teacher is given by its run folder, else by
+    its card); `label` is what the form shows."""
 
     kind: str
     path: str = ""
@@ -197,6 +205,26 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> None:
         section[last] = _override_value(text)
 
 
+def is_onnx_teacher(path: str) -> bool:
+    """True when a teacher path names an ONNX model (its .onnx or card .json) rather than a run folder or a
+    checkpoint (as `distill.onnx_teacher.is_onnx_teacher`, which the viewer does not import)."""
+    return Path(path.strip()).suffix.lower() in ONNX_SUFFIXES
+
+
+def onnx_teacher_model(form: DistilForm) -> Model | None:
+    """The card of the form's teacher when it is an ONNX model that the run uses, else None. The card is read
+    but the file's sha256 is left to the run; a card that cannot be read raises `DistilFormError`."""
+    from kdviewer.runtime import load_model
+
+    if form.method == "none" or form.teacher.kind != TEACHER_RUN or not is_onnx_teacher(form.teacher.path):
+        return None
+    try:
+        return load_model(Path(form.teacher.path.strip()).expanduser(), verify=False)
+    except KdviewerError as exc:
+        raise DistilFormError(f"teacher: cannot read the ONNX model's card ({exc}); choose a model card "
+                              "(.json) or an .onnx with its card beside it") from None
+
+
 def check_form(form: DistilForm) -> None:
     """Raise `DistilFormError` for a value the run would refuse, naming the field."""
     if not form.data_dir:
@@ -218,6 +246,16 @@ def check_form(form: DistilForm) -> None:
         raise DistilFormError("alpha: the weight of the label loss is between 0 and 1")
     if form.epochs < 1 or form.teacher_epochs < 1:
         raise DistilFormError("epochs: at least 1")
+    model = onnx_teacher_model(form)
+    if model is None:
+        return
+    if model.task != form.task:
+        raise DistilFormError(f"teacher: {model.id} is a {model.task} model and cannot teach a {form.task} "
+                              f"student; choose a {form.task} teacher")
+    if form.method in FEATURE_METHODS:
+        raise DistilFormError(f"teacher: {form.method} needs the teacher's inner layers, but an ONNX teacher "
+                              "gives only its outputs: choose hinton/dkd/pixel/cwd/restoration, or a teacher "
+                              "run folder")
 
 
 def teacher_run_dir(form: DistilForm) -> Path:
@@ -257,8 +295,32 @@ def recipe_dict(form: DistilForm) -> dict[str, Any]:
     distill.update(epochs=form.epochs, method=form.method, alpha=float(form.alpha))
     if form.method in TEMPERATURE_METHODS:
         distill["temperature"] = float(form.temperature)
+    model = onnx_teacher_model(form)
+    if model is not None:   # the run refuses a teacher whose preprocessing is not the recipe's
+        settings = teacher_data(model)
+        for key in ("window", "slices"):
+            if key not in settings:
+                data.pop(key, None)   # stale: the shipped recipe's, not the teacher's
+        data.update(settings)
     apply_overrides(raw, form.overrides)
     return raw
+
+
+def teacher_data(model: Model) -> dict[str, Any]:
+    """The `[data]` settings an ONNX teacher's card fixes (the batch the student sees is fed to it as it is):
+    normalisation and its window, channels per slice and slices, the input (H, W) when the card states it."""
+    pre = model.preprocess
+    slices = max(1, model.slices)
+    out: dict[str, Any] = {"normalize": str(pre.get("normalize") or "minmax"),
+                           "channels": max(1, model.channels // slices)}
+    if pre.get("window"):
+        out["window"] = [float(v) for v in pre["window"]]
+    if slices > 1:
+        out["slices"] = slices
+    _, _, height, width = model.input_shape
+    if height and width:
+        out["input_size"] = [int(height), int(width)]
+    return out
 
 
 def recipe_text(form: DistilForm) -> str:
@@ -453,35 +515,42 @@ def eta_text(seconds: float | None) -> str:
 
 @dataclass(frozen=True)
 class RegistryTeacher:
-    """A registry model with role teacher whose card says where its run folder or checkpoint is."""
+    """A registry model with role teacher: `path` is its run folder or checkpoint when its card names one that
+    exists, else its card (`onnx`: the run uses the ONNX model, output KD methods only); `origin` is the
+    registry's ("shipped": the zoo, "user")."""
 
     id: str
     task: str
     path: str
     architecture: str = ""
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    onnx: bool = False
+    origin: str = ""
 
 
 def registry_teachers(task: str | None = None, user_dir: str | Path | None = None) -> list[RegistryTeacher]:
-    """Teachers the registry lists (for `task`) whose card gives a run folder (`training.run_dir`, with
-    best.pt) or a checkpoint (`training.checkpoint`) that exists: those a distillation can load."""
+    """Teachers the registry lists (for `task`): first those whose card gives a run folder
+    (`training.run_dir`, with best.pt) or a checkpoint (`training.checkpoint`) that exists (any KD method),
+    then the others as ONNX teachers, by their card (the zoo's teachers: output KD methods only)."""
     from kdviewer.runtime import scan_models
 
-    out = []
+    runs, onnx = [], []
     for model in scan_models(user_dir=user_dir).models:
         if model.role != "teacher" or (task is not None and model.task != task):
             continue
         training = model.card.training or {}
         run_dir, ckpt = training.get("run_dir"), training.get("checkpoint")
         if run_dir and (Path(run_dir) / "best.pt").is_file():
-            path = run_dir
+            path, is_onnx = str(run_dir), False
         elif ckpt and Path(ckpt).is_file():
-            path = ckpt
+            path, is_onnx = str(ckpt), False
         else:
-            continue
-        out.append(RegistryTeacher(model.id, model.task, str(path), str(model.card.architecture.get("name", "")),
-                                   dict(model.card.metrics.get("validation", {}))))
-    return out
+            path, is_onnx = str(model.card_path), True
+        teacher = RegistryTeacher(model.id, model.task, path, str(model.card.architecture.get("name", "")),
+                                  dict(model.card.metrics.get("validation", {})), onnx=is_onnx,
+                                  origin=model.origin)
+        (onnx if is_onnx else runs).append(teacher)
+    return runs + onnx
 
 
 def job_env() -> dict[str, str]:

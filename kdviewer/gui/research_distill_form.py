@@ -227,7 +227,8 @@ class DistilFormMixin:
         self._on_method()
 
     def refresh_teachers(self) -> None:
-        """The teacher choices: train one first, the registry's teachers for the task, a run folder."""
+        """The teacher choices: train one first, the registry's teachers for the task (those with a run
+        folder, then the ONNX ones, e.g. the zoo's), a run folder."""
         task = self.task_combo.currentText()
         current = self.teacher_combo.currentData()
         self.teacher_combo.clear()
@@ -237,7 +238,7 @@ class DistilFormMixin:
         except KdviewerError:
             teachers = []
         for t in teachers:
-            label = f"{t.id} (registry{', ' + t.architecture if t.architecture else ''})"
+            label = f"{t.id} ({teacher_kind(t)}{', ' + t.architecture if t.architecture else ''})"
             self.teacher_combo.addItem(label, logic.TeacherChoice(logic.TEACHER_RUN, t.path, label))
         self.teacher_combo.addItem(_TEACHER_RUN_ITEM, logic.TeacherChoice(logic.TEACHER_RUN, label=_TEACHER_RUN_ITEM))
         index = 0
@@ -368,6 +369,14 @@ class _WrapLabel(QLabel):
         height = self.heightForWidth(max(self.width(), self.minimumWidth()))
         if height > 0 and height != self.height():
             self.setFixedHeight(height)
+
+
+def teacher_kind(teacher: logic.RegistryTeacher) -> str:
+    """How the teacher list names where a registry teacher comes from: "registry" (a run folder or
+    checkpoint), "zoo ONNX" (a shipped ONNX model) or "ONNX" (a user's)."""
+    if not teacher.onnx:
+        return "registry"
+    return "zoo ONNX" if teacher.origin == "shipped" else "ONNX"
 
 
 def _row(*widgets: QWidget) -> QWidget:
