@@ -12,6 +12,7 @@ from kdviewer.imaging.components import (
     largest_component,
     largest_component_centroid,
     largest_lesion_slice,
+    remove_small_components,
     voxel_volume_ml,
 )
 
@@ -77,3 +78,46 @@ def test_liver_mask_volume_is_plausible(datasets_dir):
     box = mask[ndi.find_objects(mask.astype(np.uint8))[0]]
     assert largest_component(box).sum() > 0.95 * mask.sum()
     assert 0 <= largest_lesion_slice(mask, 1) < labels.shape[0]
+
+
+def test_remove_small_components_in_2d_by_the_area_of_a_disc():
+    m = np.zeros((20, 20), dtype=bool)
+    m[2:5, 2:5] = True      # 9 px = 9 mm² at 1 mm
+    m[10:16, 10:16] = True  # 36 mm²
+    out = remove_small_components(m, 4.0)  # disc of 4 mm: 12.6 mm²
+    assert out.dtype == bool and not out[2:5, 2:5].any() and out[10:16, 10:16].all() and out.sum() == 36
+    assert remove_small_components(m, 3.0).sum() == 45  # disc of 3 mm: 7.1 mm² < 9 mm²
+    # anisotropic pixels: 0.5 x 2 mm are 1 mm² each as well; 0.5 x 1 mm halve the areas
+    assert remove_small_components(m, 3.0, (0.5, 2.0)).sum() == 45
+    assert remove_small_components(m, 3.0, (0.5, 1.0)).sum() == 36  # 4.5 mm² < 7.1 mm²
+    assert remove_small_components(m, 3.0, (2.0, 1.0, 7.0)).sum() == 45  # (x, y, z): z unused in 2-D
+    for d in (0.0, -1.0):
+        same = remove_small_components(m, d)
+        assert np.array_equal(same, m) and same is not m
+
+
+def test_remove_small_components_in_3d_by_the_volume_of_a_sphere():
+    m = np.zeros((8, 12, 12), dtype=bool)
+    m[1:3, 1:4, 1:4] = True  # 18 voxels (z, y, x)
+    m[4:8, 6:12, 6:12] = True
+    big = int(m[4:8, 6:12, 6:12].sum())
+    # 1 mm voxels: 18 mm³; a sphere of 4 mm is 33.5 mm³, of 3 mm 14.1 mm³
+    assert remove_small_components(m, 4.0).sum() == big
+    assert remove_small_components(m, 3.0).sum() == big + 18
+    # spacing (x, y, z) = (0.5, 0.5, 2): 0.5 mm³ voxels, the blob is 9 mm³ (sphere of 2.5 mm: 8.2 mm³)
+    assert remove_small_components(m, 2.5, (0.5, 0.5, 2.0)).sum() == big + 18
+    assert remove_small_components(m, 3.0, (0.5, 0.5, 2.0)).sum() == big
+    # thick slices make the same voxels count for more
+    assert remove_small_components(m, 4.0, (1.0, 1.0, 2.0)).sum() == big + 18  # 36 mm³ >= 33.5 mm³
+    with pytest.raises(ValueError, match="3-D mask needs a spacing of 3 values"):
+        remove_small_components(m, 3.0, (1.0, 1.0))
+    with pytest.raises(ValueError, match="positive"):
+        remove_small_components(m, 3.0, (1.0, 0.0, 1.0))
+
+
+def test_remove_small_components_follows_the_connectivity():
+    m = np.zeros((10, 10), dtype=bool)
+    m[[1, 2, 3, 4], [1, 2, 3, 4]] = True  # a diagonal: 4 single pixels, or one 4-px component
+    assert not remove_small_components(m, 2.0).any()                # disc of 2 mm: 3.1 px
+    assert remove_small_components(m, 2.0, connectivity=2).sum() == 4
+    assert not remove_small_components(np.zeros((4, 4)), 2.0).any()

@@ -186,7 +186,9 @@ def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any],
                "spacing_mm": meta.get("spacing_mm"), "preprocess": meta.get("preprocess", {}),
                "slices": recipe.data.slices},
         output=_output_spec(recipe.task, meta),
-        postprocess={"argmax": True} if recipe.task == "segment" else {},
+        # argmax unless the recipe thresholds p(label 1) (runtime.segment.probabilities_to_labels)
+        postprocess=(({} if "threshold" in recipe.export.postprocess else {"argmax": True})
+                     | dict(recipe.export.postprocess)) if recipe.task == "segment" else {},
         training={"dataset": meta.get("dataset_name", ""), "licence": meta.get("licence", ""),
                   "recipe": dump_recipe(recipe), "kd": kd, "epochs": stage_cfg.epochs,
                   "epochs_done": ckpt.get("epoch", 0) + 1, "steps": ckpt.get("step"), "seed": recipe.seed,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -127,11 +128,42 @@ class DistillConfig(TrainConfig):
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """[export]: ONNX settings."""
+    """[export]: ONNX settings, and the post-processing a segmentation model's card asks for.
+
+    `postprocess` (task "segment" only), e.g. ``{threshold = 0.6, min_diameter_mm = 4}``: threshold
+    (0 < t < 1: label 1 where p(1) >= t, two-class models, instead of argmax), min_diameter_mm (>= 0:
+    drop components smaller than a lesion that wide), largest_component, fill_holes (true / false);
+    see `kdviewer.runtime.segment.postprocess_labels`.
+    """
 
     opset: int = 17
     int8: bool = False
     weights: str = "float32"            # float32 | float16 (fp16 initialisers, cast to fp32 in the graph)
+    postprocess: dict[str, Any] = field(default_factory=dict)
+
+    def check_postprocess(self, task: str, source: Path | None = None) -> None:
+        """RecipeError naming ``export.postprocess[.<key>]`` for a key or value the card cannot carry."""
+        if not self.postprocess:
+            return
+        if task != "segment":
+            raise RecipeError(source, "export.postprocess", f"only applies to task 'segment', not '{task}'")
+        for key, value in self.postprocess.items():
+            name = f"export.postprocess.{key}"
+            if key in ("largest_component", "fill_holes"):
+                if not isinstance(value, bool):
+                    raise RecipeError(source, name, f"should be true or false, got {_tname(value)}")
+                continue
+            if key not in ("threshold", "min_diameter_mm"):
+                known = ["threshold", "min_diameter_mm", "largest_component", "fill_holes"]
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f" (did you mean 'export.postprocess.{close[0]}'?)" if close else ""
+                raise RecipeError(source, name, f"unknown key{hint}; known: {', '.join(known)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise RecipeError(source, name, f"should be a number, got {_tname(value)}")
+            if key == "threshold" and not 0.0 < value < 1.0:
+                raise RecipeError(source, name, f"should be between 0 and 1 (exclusive), got {value}")
+            if key == "min_diameter_mm" and value < 0:
+                raise RecipeError(source, name, f"should be at least 0 mm, got {value}")
 
 
 @dataclass(frozen=True)
@@ -350,6 +382,7 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
     if not 0.0 <= kd.alpha <= 1.0:
         raise RecipeError(source, "distill.alpha", "should be between 0 and 1")
     _one_of(recipe.export.weights, WEIGHTS, "export.weights", source)
+    recipe.export.check_postprocess(recipe.task, source)
     if recipe.data.channels not in (1, 3):
         raise RecipeError(source, "data.channels", "should be 1 or 3")
     if not 0.0 < recipe.data.val_fraction < 1.0:

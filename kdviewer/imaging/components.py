@@ -6,6 +6,7 @@ Masks and label maps are (z, y, x) or (y, x) arrays; spacings are ITK-ordered (x
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +26,35 @@ def largest_component(mask: np.ndarray, connectivity: int = 1) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return labels == int(np.argmax(sizes))
+
+
+def remove_small_components(mask: np.ndarray, min_diameter_mm: float,
+                            spacing_xyz_mm: Sequence[float] | None = None, connectivity: int = 1) -> np.ndarray:
+    """Boolean `mask` without the connected components smaller than a lesion `min_diameter_mm` across.
+
+    A (y, x) mask drops components whose area is below a disc's, π d²/4 mm²; a (z, y, x) mask those
+    whose volume is below a sphere's, π d³/6 mm³. `spacing_xyz_mm`: (x, y[, z]) mm, the first two
+    values for a 2-D mask, all three for a 3-D one; None = 1 mm pixels. A diameter <= 0 keeps the
+    mask as it is (a copy). A component exactly the size of the disc or sphere is kept.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim not in (2, 3):
+        raise ValueError(f"remove_small_components needs a (y, x) or (z, y, x) mask, got shape {mask.shape}")
+    if min_diameter_mm is None or not min_diameter_mm > 0 or not mask.any():
+        return mask.copy()
+    spacing = (1.0,) * mask.ndim if spacing_xyz_mm is None else tuple(float(s) for s in spacing_xyz_mm)
+    if len(spacing) < mask.ndim:
+        raise ValueError(f"a {mask.ndim}-D mask needs a spacing of {mask.ndim} values (x, y, z) mm, got {spacing}")
+    spacing = spacing[:mask.ndim]
+    if not all(s > 0 and math.isfinite(s) for s in spacing):
+        raise ValueError(f"spacing must be positive and finite, got {spacing}")
+    d = float(min_diameter_mm)
+    size_mm = math.pi * d * d / 4.0 if mask.ndim == 2 else math.pi * d ** 3 / 6.0
+    min_voxels = size_mm / math.prod(spacing)
+    labels = _label(mask, connectivity=connectivity)
+    keep = np.bincount(labels.ravel()) >= min_voxels
+    keep[0] = False
+    return keep[labels]
 
 
 def fill_holes(mask: np.ndarray, per_slice: bool = False) -> np.ndarray:

@@ -4,8 +4,9 @@ Per slice: the card's neighbours (2-D or 2.5-D), resampled in-plane to the card'
 gives one, normalised as in training, then either resized whole to the model input (the card's
 ``preprocess.resize`` names a method and there is no spacing) or run at its own resolution with
 sliding-window tiles. Labels go back to the study grid by nearest neighbour; post-processing
-(threshold, largest component, hole filling) follows the card. Slices are processed in chunks, so
-only one chunk's float32 probabilities exist at a time.
+(threshold, removal of components below ``min_diameter_mm``, largest component, hole filling)
+follows the card. Slices are processed in chunks, so only one chunk's float32 probabilities exist
+at a time.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from kdviewer.imaging.components import fill_holes, label_volumes_ml, largest_component
+from kdviewer.imaging.components import (
+    fill_holes,
+    label_volumes_ml,
+    largest_component,
+    remove_small_components,
+)
 from kdviewer.imaging.resample import resize_2d, resize_labels
 from kdviewer.runtime.control import CancelFlag, Progress, check_cancel, report
 from kdviewer.runtime.errors import ModelInputError
@@ -126,17 +132,37 @@ def segment_probabilities(model: Model, image: np.ndarray, spacing_xy: Sequence[
     return probs
 
 
-def postprocess_labels(labels: np.ndarray, postprocess: dict[str, Any], n_labels: int) -> np.ndarray:
-    """Apply the card's ``largest_component`` and ``fill_holes`` to each foreground label (in place)."""
+def _without_small_components(mask: np.ndarray, min_diameter_mm: float,
+                              spacing: Sequence[float] | None) -> np.ndarray:
+    """`remove_small_components` by the 3-D (sphere) rule for a stack of slices, the 2-D (disc) rule
+    for one image, (H, W) or a single-slice (1, H, W)."""
+    if mask.ndim == 3 and mask.shape[0] == 1:
+        plane = None if spacing is None else tuple(spacing)[:2]
+        return remove_small_components(mask[0], min_diameter_mm, plane)[None]
+    return remove_small_components(mask, min_diameter_mm, spacing)
+
+
+def postprocess_labels(labels: np.ndarray, postprocess: dict[str, Any], n_labels: int,
+                       spacing: Sequence[float] | None = None) -> np.ndarray:
+    """Apply the card's ``min_diameter_mm``, ``largest_component`` and ``fill_holes`` to each
+    foreground label, in that order (in place; `labels` is returned).
+
+    ``min_diameter_mm`` > 0 drops the components of a label smaller than a lesion that wide: in a
+    (N, H, W) stack of N > 1 slices, below a sphere's volume (`spacing` (x, y, z) mm); in one image,
+    (H, W) or (1, H, W), below a disc's area (`spacing` (x, y) mm). None: 1 mm pixels.
+    """
+    min_diameter = float(postprocess.get("min_diameter_mm") or 0.0)
     keep_largest = bool(postprocess.get("largest_component"))
     fill = bool(postprocess.get("fill_holes"))
-    if not (keep_largest or fill):
+    if not (min_diameter > 0 or keep_largest or fill):
         return labels
     for value in range(1, max(n_labels, int(labels.max(initial=0)) + 1)):
         mask = labels == value
         if not mask.any():
             continue
-        new = largest_component(mask) if keep_largest else mask
+        new = _without_small_components(mask, min_diameter, spacing) if min_diameter > 0 else mask
+        if keep_largest:
+            new = largest_component(new)
         if fill:
             new = fill_holes(new, per_slice=labels.ndim == 3)
         labels[mask & ~new] = 0
@@ -171,7 +197,7 @@ def segment_volume(model: Model, volume: Volume | np.ndarray, progress: Progress
         out[start:start + len(zs)] = pred.labels(imgs, spacing_xy, cancel)
         report(progress, start + len(zs), nz)
     names = model.labels or ("background", "foreground")
-    postprocess_labels(out, model.postprocess, len(names))
+    postprocess_labels(out, model.postprocess, len(names), volume.spacing)
     ml = label_volumes_ml(out, volume.spacing)
     volumes_ml = {name: float(ml.get(i, 0.0)) for i, name in enumerate(names) if i > 0}
     info = SeriesInfo(uid="", modality="SEG", description=f"{model.id} segmentation",
