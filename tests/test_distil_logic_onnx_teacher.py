@@ -171,3 +171,11 @@ def test_the_form_labels_zoo_onnx_teachers(qtbot, tmp_path: Path, user_models: P
     tab.method_combo.setCurrentIndex(tab.method_combo.findData("pixel"))
     data = logic.recipe_dict(tab.form_values())["data"]
     assert (data["normalize"], data["window"], data["input_size"]) == ("window", [60.0, 400.0], [256, 256])
+
+
+def test_the_note_under_an_onnx_teacher_says_what_its_card_fixes(tmp_path: Path) -> None:
+    note = logic.onnx_teacher_note(str(LIVER))
+    assert "window 60/400" in note and "256×256" in note and "FitNets" in note
+    assert logic.onnx_teacher_note(str(tmp_path / "run")) == ""
+    (tmp_path / "bad.json").write_text("{", encoding="utf-8")
+    assert logic.onnx_teacher_note(str(tmp_path / "bad.json")).startswith("This ONNX model's card cannot be read")

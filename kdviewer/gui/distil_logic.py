@@ -306,6 +306,25 @@ def recipe_dict(form: DistilForm) -> dict[str, Any]:
     return raw
 
 
+def onnx_teacher_note(path: str) -> str:
+    """One line for the form under an ONNX teacher: what it fixes and what it allows ("" for other teachers);
+    a card that cannot be read says so (the form's check refuses it on Start)."""
+    from kdviewer.runtime import load_model
+
+    if not path or not is_onnx_teacher(path):
+        return ""
+    try:
+        model = load_model(Path(path.strip()).expanduser(), verify=False)
+    except KdviewerError as exc:
+        return f"This ONNX model's card cannot be read: {exc}"
+    data = teacher_data(model)
+    size = "×".join(str(v) for v in data.get("input_size", ())) or "any size"
+    norm = data["normalize"] + (f" {data['window'][0]:g}/{data['window'][1]:g}" if "window" in data else "")
+    slices = f", {data['slices']} slices" if "slices" in data else ""
+    return (f"Runs in onnxruntime (sha256 checked at the start). Its card fixes the preprocessing: {norm}, "
+            f"{size}, {data['channels']} channel(s){slices}. Output KD methods only (not FitNets / attention).")
+
+
 def teacher_data(model: Model) -> dict[str, Any]:
     """The `[data]` settings an ONNX teacher's card fixes (the batch the student sees is fed to it as it is):
     normalisation and its window, channels per slice and slices, the input (H, W) when the card states it."""

@@ -63,13 +63,16 @@ class DistilFormMixin:
         self.teacher_combo.activated.connect(self._on_teacher_chosen)
         form.addRow("Teacher", _row(self.teacher_combo))
         self.teacher_path_edit = QLineEdit()
-        self.teacher_path_edit.setPlaceholderText("a finished run folder (with best.pt) or a .pt checkpoint")
+        self.teacher_path_edit.setPlaceholderText("a finished run folder (with best.pt), a .pt checkpoint, or an "
+                                                  "ONNX model's .onnx / card .json")
         teacher_dir_button = QPushButton("Folder…")
         teacher_dir_button.clicked.connect(self.choose_teacher_folder)
         teacher_file_button = QPushButton("File…")
         teacher_file_button.clicked.connect(self.choose_teacher_file)
         self.teacher_path_row = _row(self.teacher_path_edit, teacher_dir_button, teacher_file_button)
         form.addRow("Teacher run", self.teacher_path_row)
+        self.teacher_note = _WrapLabel("")
+        form.addRow("", self.teacher_note)
         self.teacher_arch_combo = QComboBox()
         self.teacher_epochs_spin = _spin(1, 10000, 10)
         self.teacher_train_row = _row(self.teacher_arch_combo, QLabel("epochs"), self.teacher_epochs_spin)
@@ -153,9 +156,10 @@ class DistilFormMixin:
             self.teacher_path_edit.setText(path)
 
     def choose_teacher_file(self) -> None:
-        path = self.ask_open_path("Teacher checkpoint", self.teacher_path_edit.text())
+        path = self.ask_open_path("Teacher checkpoint or ONNX model", self.teacher_path_edit.text())
         if path:
             self.teacher_path_edit.setText(path)
+            self._on_teacher_chosen()
 
     def set_data_folder(self, path: str) -> None:
         """Show `path` and look at it in the background (`open_dataset(...).summary()`); see `preview`."""
@@ -255,6 +259,10 @@ class DistilFormMixin:
         trains = choice is not None and choice.kind == logic.TEACHER_TRAIN
         self.form.setRowVisible(self.teacher_path_row, from_folder)
         self.form.setRowVisible(self.teacher_train_row, trains)
+        path = (self.teacher_path_edit.text() if from_folder else choice.path) if choice is not None else ""
+        note = logic.onnx_teacher_note(path) if choice is not None and choice.kind == logic.TEACHER_RUN else ""
+        self.teacher_note.setText(note)
+        self.form.setRowVisible(self.teacher_note, bool(note))
 
     def select_teacher(self, kind: str, path: str = "") -> None:
         """Choose the teacher: "train" (train one first), or "run" with a run folder / checkpoint path."""
