@@ -19,18 +19,13 @@ import torch
 from torch import nn
 
 from kdviewer.distill.recipe import Recipe, RecipeError
+from kdviewer.distill.trainer_kd import FEATURE_METHODS
 from kdviewer.errors import KdviewerError
 from kdviewer.runtime.errors import RuntimeLayerError
-from kdviewer.runtime.registry import Model, resolve_model
+from kdviewer.runtime.registry import Model, names_model_file, resolve_model
 
 # Tasks whose nets are fully convolutional: the teacher may see training patches of any size.
 _DENSE_TASKS = ("segment", "denoise", "super_resolve")
-_FEATURE_METHODS = ("fitnets", "attention")
-
-
-def is_onnx_teacher(value: str) -> bool:
-    """True when the recipe's `teacher` names an ONNX model (a .onnx or card .json file) rather than a run."""
-    return Path(value).suffix.lower() in (".onnx", ".json")
 
 
 def find_onnx_teacher(recipe: Recipe) -> Model | None:
@@ -40,7 +35,7 @@ def find_onnx_teacher(recipe: Recipe) -> Model | None:
     given = recipe.teacher.strip()
     path = Path(given).expanduser()
     candidates = [path] if path.is_absolute() else [Path.cwd() / path, recipe.recipe_dir / path]
-    if is_onnx_teacher(given):
+    if names_model_file(given):
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise RecipeError(recipe.source, "teacher", f"{given}: no such model file")
@@ -80,7 +75,7 @@ def check_compatible(model: Model, recipe: Recipe) -> None:
 
     if model.task != recipe.task:
         refuse(f"a {model.task} model cannot teach a {recipe.task} recipe")
-    if method in _FEATURE_METHODS or recipe.distill.features:
+    if method in FEATURE_METHODS or recipe.distill.features:
         refuse(f"'{method}' needs the teacher's inner layers, which an ONNX model does not expose: use an "
                "output method (hinton, dkd, pixel, cwd, restoration) or a run folder (best.pt) as teacher")
     if recipe.task in ("classify", "segment") and model.card.output.get("kind", "logits") != "logits":

@@ -57,7 +57,6 @@ TEACHER_ARCHS = {"classify": ("resnet18", "resnet34", "resnet50", "mobilenetv2")
 WIDTH_ARCHS = ("mobilenetv2", "mobileunet")   # nets with a width multiplier
 TEACHER_TRAIN = "train"                       # TeacherChoice.kind: train one first
 TEACHER_RUN = "run"                           # a run folder, a checkpoint file or an ONNX model
-ONNX_SUFFIXES = (".onnx", ".json")            # an ONNX teacher: its model or its card (as the engine's check)
 FEATURE_METHODS = ("fitnets", "attention")    # KD on inner layers: a teacher run folder only
 PLAN_FILE = "plan.json"
 RECIPE_FILE = "recipe.toml"
@@ -207,8 +206,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> None:
 
 def is_onnx_teacher(path: str) -> bool:
     """True when a teacher path names an ONNX model (its .onnx or card .json) rather than a run folder or a
-    checkpoint (as `distill.onnx_teacher.is_onnx_teacher`, which the viewer does not import)."""
-    return Path(path.strip()).suffix.lower() in ONNX_SUFFIXES
+    checkpoint (the engine's own rule, `runtime.registry.names_model_file`)."""
+    from kdviewer.runtime import registry
+
+    return registry.names_model_file(path)
 
 
 def onnx_teacher_model(form: DistilForm) -> Model | None:

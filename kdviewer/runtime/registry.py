@@ -215,9 +215,18 @@ def scan_models(dirs: Sequence[tuple[Path, str]] | None = None, *, user_dir: str
     return RegistryScan(tuple(models), tuple(refused))
 
 
+MODEL_SUFFIXES = (".onnx", ".json")  # a model named by its file or its card
+
+
+def names_model_file(value: str | Path) -> bool:
+    """True when `value` names a model by its file (.onnx) or card (.json) rather than by a registry id
+    (or, for a KD teacher, a run folder or checkpoint)."""
+    return Path(str(value).strip()).suffix.lower() in MODEL_SUFFIXES
+
+
 def resolve_model(name: str | Path, *, user_dir: str | Path | None = None) -> Model:
     """A registry id, or a path to an ``.onnx`` / card ``.json``; verified. The one way the CLI picks a model."""
     p = Path(name)
-    if p.suffix.lower() in (".onnx", ".json") or p.exists():
+    if names_model_file(p) or p.exists():
         return load_model(p)
     return scan_models(user_dir=user_dir).get(str(name))
