@@ -225,6 +225,7 @@ EXPORTS = [
     ("denoise_small", {}, 16),
     ("espcn", {"scale": 2}, 12),
     ("fsrcnn", {"scale": 3}, 12),
+    ("srresnet", {"scale": 2, "channels": 8, "num_blocks": 2, "skip": "learned", "batch_norm": False}, 12),
     ("resnet18", {"small_input": True}, 16),
 ]
 
@@ -263,7 +264,51 @@ def test_super_resolution_learns_a_residual_over_bicubic(name: str):
     x = torch.rand(1, 1, 12, 16)
     bicubic = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
     with_skip = nets.create_model(name, in_channels=1, scale=2).eval()
-    without = nets.create_model(name, in_channels=1, scale=2, bicubic_skip=False).eval()
+    without = nets.create_model(name, in_channels=1, scale=2, skip="none").eval()
     without.load_state_dict(with_skip.state_dict())  # the skip adds no parameters
     with torch.no_grad():
         torch.testing.assert_close(with_skip(x) - without(x), bicubic)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_learned_skip_starts_as_bicubic_away_from_the_borders(scale: int):
+    from kdviewer.distill.nets.superres import LinearUpsampler
+
+    x = torch.rand(2, 1, 20, 24)
+    bicubic = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        got = LinearUpsampler(1, scale)(x)
+    m = 4 * scale  # bicubic clamps at the edges, the conv replicates: equal inside
+    torch.testing.assert_close(got[..., m:-m, m:-m], bicubic[..., m:-m, m:-m], atol=1e-5, rtol=0)
+    assert (got - bicubic).abs().max() < 0.2  # and close at the borders too
+
+
+@pytest.mark.parametrize("name", ["srresnet", "espcn", "fsrcnn"])
+def test_learned_skip_is_trained_and_differs_from_bicubic_after_a_step(name: str):
+    from kdviewer.distill import nets
+
+    torch.manual_seed(0)
+    net = nets.create_model(name, in_channels=1, scale=2, skip="learned")
+    fixed = nets.create_model(name, in_channels=1, scale=2)
+    assert nets.count_parameters(net) == nets.count_parameters(fixed) + 4 * 49 + 4
+    w0 = net.skip.linear.conv.weight.detach().clone()
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    x, y = torch.rand(2, 1, 12, 12), torch.rand(2, 1, 24, 24)
+    torch.nn.functional.l1_loss(net(x), y).backward()
+    opt.step()
+    assert not torch.equal(net.skip.linear.conv.weight, w0)
+
+
+def test_srresnet_without_batch_norm_has_none_and_keeps_the_shapes():
+    from kdviewer.distill import nets
+
+    net = nets.create_model("srresnet", in_channels=1, scale=2, channels=16, num_blocks=2, batch_norm=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert net(torch.rand(1, 1, 10, 14)).shape == (1, 1, 20, 28)
+
+
+def test_unknown_skip_is_refused():
+    from kdviewer.distill import nets
+
+    with pytest.raises(ValueError, match="skip must be one of"):
+        nets.create_model("espcn", in_channels=1, scale=2, skip="lanczos")

@@ -82,12 +82,14 @@ class NetConfig:
     channels: int | None = None         # restoration and super-resolution nets
     num_blocks: int | None = None       # srresnet
     stem: str | None = None             # resnets, mobilenetv2: auto | small | imagenet
-    batch_norm: bool | None = None      # dncnn
+    batch_norm: bool | None = None      # dncnn, srresnet
     entry_stride: int | None = None     # unet_small: 2 runs the U-Net at half resolution
+    skip: str | None = None             # super-resolution nets: bicubic | learned | none
 
     def kwargs(self) -> dict[str, Any]:
         """The options to pass to `create_model`, only those set in the recipe."""
-        names = ("width", "depth", "base", "channels", "num_blocks", "stem", "batch_norm", "entry_stride")
+        names = ("width", "depth", "base", "channels", "num_blocks", "stem", "batch_norm", "entry_stride",
+                 "skip")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 
