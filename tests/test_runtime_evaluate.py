@@ -115,3 +115,36 @@ def test_segmentation_on_drive_scores_inside_the_field_of_view(runtime_models, d
     assert m["layout"] == "drive" and m["n"] == 2
     assert 0 <= m["dice"] <= 1 and 0 <= m["jaccard"] <= m["dice"]
     assert 0 <= m["auc"] <= 1 and m["hd95_mm"] >= 0
+
+
+def test_restoration_degrades_on_the_trainers_grid(tmp_path):
+    """The clean image is resized to the recipe's input_size before degradation (as the trainer does), and the
+    low-dose pixel size grows with it: a 64×64 slice of a 48-pixel-wide grid at 1 mm becomes 32×32 at 2 mm."""
+    import json
+
+    from kdviewer.runtime.evaluate_restore import degraded_pair, training_grid
+
+    torch = _torch()
+
+    class Same(torch.nn.Module):
+        def forward(self, x):
+            return x * 1.0
+
+    path = export_onnx(Same(), tmp_path / "same.onnx", (1, 1, 32, 32), spatial_dynamic=True)
+    card = write_card(path, "same", "denoise", input_shape=[None, 1, 32, 32], kind="image",
+                      preprocess={"window": [0.0, 2000.0], "normalize": "window", "resize": "bilinear"})
+    meta = json.loads(card.read_text())
+    meta["training"]["recipe"] = ('[data]\npath = "x"\ninput_size = [32, 32]\n'
+                                  'degrade = {kind = "low_dose", photons = 1e5, angles = 90}\n')
+    card.write_text(json.dumps(meta))
+    model = load_model(card)
+    assert training_grid(model) == (32, 32)
+    yy, xx = np.mgrid[:64, :64]
+    phantom = np.where((yy - 32) ** 2 + (xx - 32) ** 2 < 25 ** 2, 40.0, -1000.0).astype(np.float32)
+    x, target = degraded_pair(model, phantom, (1.0, 1.0), np.random.default_rng(0))
+    assert x.shape == target.shape == (32, 32)
+    # without a recipe input size the image keeps its own grid
+    meta["training"]["recipe"] = '[data]\npath = "x"\ndegrade = {kind = "low_dose", photons = 1e5, angles = 90}\n'
+    card.write_text(json.dumps(meta))
+    x2, target2 = degraded_pair(load_model(card), phantom, (1.0, 1.0), np.random.default_rng(0))
+    assert x2.shape == target2.shape == (64, 64)

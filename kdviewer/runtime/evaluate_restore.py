@@ -2,7 +2,9 @@
 
 Each clean image is degraded as the model's training recipe says (the card keeps the recipe as run;
 defaults as the trainer's: low-dose CT when the card has a window, else Gaussian noise of 0.05;
-bicubic ×scale downsampling for super-resolution). Degraded and clean images go through the same
+bicubic ×scale downsampling for super-resolution), on the trainer's grid: resized first to the recipe's
+``[data].input_size`` as the trainer resizes it (a CT denoiser trained on 256×256 slices meets noise simulated on
+256×256 pixels of 2× the scanner's size, not the finer noise of a 512×512 projection). Degraded and clean images go through the same
 intensity map (the card's window, else the clean image's range), the model runs on the degraded one
 with sliding-window tiles at the image's own size, and both are compared with the clean image in
 those units (data range 1 for a window, the clean image's span otherwise).
@@ -19,7 +21,7 @@ import numpy as np
 
 from kdviewer.imaging.degrade import downsample, gaussian_noise, low_dose_pair
 from kdviewer.imaging.metrics import psnr, ssim
-from kdviewer.imaging.preprocess import to_channels
+from kdviewer.imaging.preprocess import resize_channels, to_channels
 from kdviewer.imaging.resample import resize_2d
 from kdviewer.runtime.control import CancelFlag, Progress, check_cancel, report
 from kdviewer.runtime.evaluate import CaseRecord
@@ -29,15 +31,31 @@ from kdviewer.runtime.tiling import predict_tiled
 from kdviewer.study.datasets import Item
 
 
-def degradation(model: Model) -> dict[str, Any]:
-    """The degradation the model was trained against: the card's recipe ``[data].degrade`` over the defaults."""
+def _recipe_data(model: Model) -> dict[str, Any]:
+    """The ``[data]`` table of the recipe the card keeps ({} when it has none or it does not parse)."""
     recipe = model.card.training.get("recipe")
-    given: dict[str, Any] = {}
     if isinstance(recipe, str) and recipe.strip():
         try:
-            given = dict(tomllib.loads(recipe).get("data", {}).get("degrade") or {})
+            data = tomllib.loads(recipe).get("data", {})
         except tomllib.TOMLDecodeError:
-            given = {}
+            return {}
+        return data if isinstance(data, dict) else {}
+    return {}
+
+
+def training_grid(model: Model) -> tuple[int, int] | None:
+    """(H, W) the trainer resized each clean image to (the recipe's ``[data].input_size``), or None."""
+    size = _recipe_data(model).get("input_size")
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        return None
+    return (h, w) if h > 0 and w > 0 else None
+
+
+def degradation(model: Model) -> dict[str, Any]:
+    """The degradation the model was trained against: the card's recipe ``[data].degrade`` over the defaults."""
+    given = dict(_recipe_data(model).get("degrade") or {})
     if model.task == "super_resolve":
         scale = int(model.card.output.get("scale") or given.get("factor") or 2)
         return {"kind": "downsample", "factor": scale, "method": "bicubic", **given}
@@ -69,10 +87,13 @@ def _intensity_map(model: Model, clean: np.ndarray):
 
 def degraded_pair(model: Model, image: np.ndarray, spacing_mm, rng: np.random.Generator
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(model input (h, w), clean target (H, W)), both float32 in model units, from one clean image."""
-    clean = to_channels(image, 1)[0]
+    """(model input (h, w), clean target (H, W)), both float32 in model units, from one clean image
+    resized to the trainer's grid (`training_grid`) as the trainer resizes it; pixel size scaled to match."""
+    grey = to_channels(image, 1)
+    orig_w = grey.shape[-1]
+    clean = resize_channels(grey, training_grid(model))[0]
     deg = degradation(model)
-    pixel_mm = float(spacing_mm[0]) if spacing_mm else 1.0
+    pixel_mm = float(spacing_mm[0]) * orig_w / clean.shape[-1] if spacing_mm else 1.0  # as the trainer
     if deg["kind"] == "downsample":
         f = int(deg["factor"])
         clean = clean[: clean.shape[0] // f * f, : clean.shape[1] // f * f]
