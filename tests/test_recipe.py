@@ -78,6 +78,8 @@ def test_dump_round_trips_with_top_level_keys_first(tmp_path: Path) -> None:
     (MINIMAL, ["distill.method=cwd"], "distill.method", "does not apply to task 'classify'"),
     (MINIMAL, ["distill.temperature=0.5"], "distill.temperature", "sharpens"),
     (MINIMAL, ["task=detect"], "task", "is not one of"),
+    (MINIMAL, ["train.loss=mse"], "train.loss", "applies to denoise and super_resolve"),
+    (MINIMAL, ["distill.loss=l2"], "distill.loss", "is not one of"),
 ])
 def test_bad_recipes_name_the_key_and_the_file(tmp_path: Path, text: str, overrides: list[str], key: str,
                                                words: str) -> None:
@@ -100,3 +102,17 @@ def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
         load_recipe(tmp_path / "nope.toml")
     with pytest.raises(RecipeError, match="not valid TOML"):
         load_recipe(write(tmp_path, "name = "))
+
+
+def test_restoration_loss_mse_is_the_squared_error(tmp_path: Path) -> None:
+    import torch
+
+    from kdviewer.distill.trainer_tasks import task_adapter
+
+    text = MINIMAL.replace('task = "classify"', 'task = "denoise"').replace('"resnet18"', '"dncnn"').replace(
+        '"mobilenetv2"', '"denoise_small"')
+    recipe = load_recipe(write(tmp_path, text), ["train.loss=mse", "distill.method=restoration"])
+    assert recipe.train.loss == "mse" and recipe.distill.loss == "l1"
+    out, target = torch.zeros(1, 1, 2, 2), torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    assert task_adapter("denoise", loss="mse").hard_loss(out, {"target": target}).item() == pytest.approx(3.5)
+    assert task_adapter("denoise").hard_loss(out, {"target": target}).item() == pytest.approx(1.5)

@@ -31,6 +31,7 @@ METHODS_FOR_TASK = {
 }
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "step", "none")
+RESTORE_LOSSES = ("l1", "mse")
 WEIGHTS = ("float32", "float16")
 
 
@@ -108,6 +109,7 @@ class TrainConfig:
     max_steps: int = 0                  # 0: no limit; N: stop after N optimizer steps (quick trials)
     num_workers: int = 0
     logit_adjust: float = 0.0           # classify: tau of logit-adjusted CE (Menon et al. 2021); 1.0 = balanced
+    loss: str = "l1"                    # denoise, super_resolve: l1 | mse (PSNR's own objective)
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,9 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
         cfg = recipe.stage(stage)
         _one_of(cfg.optimizer, OPTIMIZERS, f"{stage}.optimizer", source)
         _one_of(cfg.schedule, SCHEDULES, f"{stage}.schedule", source)
+        _one_of(cfg.loss, RESTORE_LOSSES, f"{stage}.loss", source)
+        if cfg.loss != "l1" and recipe.task not in ("denoise", "super_resolve"):
+            raise RecipeError(source, f"{stage}.loss", f"applies to denoise and super_resolve, not {recipe.task}")
         for key in ("epochs", "batch_size"):
             if getattr(cfg, key) < 1:
                 raise RecipeError(source, f"{stage}.{key}", "should be at least 1")

@@ -194,7 +194,7 @@ class _Loop:
 
             datasets = build_datasets(recipe.data.table(), recipe.task, recipe.recipe_dir)
         self.train_ds, self.val_ds, self.meta = datasets
-        self.adapter: TaskAdapter = task_adapter(recipe.task, self.meta, self.cfg.logit_adjust)
+        self.adapter: TaskAdapter = task_adapter(recipe.task, self.meta, self.cfg.logit_adjust, self.cfg.loss)
         net_cfg = recipe.teacher_net if stage == "train" else recipe.student_net
         self.spec = net_spec(net_cfg, recipe, self.meta)
         self.model = build_net(self.spec, "teacher_net" if stage == "train" else "student_net",

@@ -91,15 +91,21 @@ class SegmentAdapter(TaskAdapter):
 
 
 class RestoreAdapter(TaskAdapter):
-    """L1 to the clean image; PSNR and SSIM (per image, averaged) on the data's value range."""
+    """L1 (or, with ``loss="mse"``, squared error: PSNR's own objective) to the clean image; PSNR and SSIM
+    (per image, averaged) on the data's value range."""
 
     primary = "psnr"
 
-    def __init__(self, task: str, data_range: float = 1.0) -> None:
+    def __init__(self, task: str, data_range: float = 1.0, loss: str = "l1") -> None:
+        if loss not in ("l1", "mse"):
+            raise ValueError(f"restoration loss must be 'l1' or 'mse', not {loss!r}")
         self.task = task
         self.data_range = data_range
+        self.loss = loss
 
     def hard_loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.loss == "mse":
+            return F.mse_loss(output, batch["target"])
         return F.l1_loss(output, batch["target"])
 
     def evaluate(self, predict: Predict, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
@@ -126,9 +132,10 @@ def class_log_prior(meta: dict[str, Any]) -> torch.Tensor | None:
     return torch.log(counts / counts.sum())
 
 
-def task_adapter(task: str, meta: dict[str, Any] | None = None, logit_adjust: float = 0.0) -> TaskAdapter:
-    """The adapter of a recipe task; restoration takes `meta["data_range"]` (default 1.0); classification
-    takes the logit-adjustment strength tau (0: plain cross-entropy)."""
+def task_adapter(task: str, meta: dict[str, Any] | None = None, logit_adjust: float = 0.0,
+                 loss: str = "l1") -> TaskAdapter:
+    """The adapter of a recipe task; restoration takes `meta["data_range"]` (default 1.0) and its `loss`
+    ("l1" | "mse"); classification takes the logit-adjustment strength tau (0: plain cross-entropy)."""
     if task == "classify":
         if not logit_adjust:
             return ClassifyAdapter()
@@ -138,4 +145,4 @@ def task_adapter(task: str, meta: dict[str, Any] | None = None, logit_adjust: fl
         return ClassifyAdapter(prior, logit_adjust)
     if task == "segment":
         return SegmentAdapter()
-    return RestoreAdapter(task, float((meta or {}).get("data_range", 1.0)))
+    return RestoreAdapter(task, float((meta or {}).get("data_range", 1.0)), loss)
