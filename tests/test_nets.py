@@ -312,3 +312,21 @@ def test_unknown_skip_is_refused():
 
     with pytest.raises(ValueError, match="skip must be one of"):
         nets.create_model("espcn", in_channels=1, scale=2, skip="lanczos")
+
+
+@pytest.mark.parametrize(("channels", "scale"), [(1, 2), (2, 3)])
+def test_least_squares_fit_recovers_a_known_linear_upsampler(channels: int, scale: int):
+    from kdviewer.distill.nets.superres import LinearUpsampler, fit_linear_upsampler
+
+    torch.manual_seed(0)
+    truth = LinearUpsampler(channels, scale, kernel=5)
+    with torch.no_grad():
+        truth.conv.weight.add_(0.05 * torch.randn_like(truth.conv.weight))
+        truth.conv.bias.add_(0.1)
+        pairs = [(x, truth(x)) for x in (torch.rand(3, channels, 14, 11) for _ in range(4))]
+    fitted = LinearUpsampler(channels, scale, kernel=5)
+    assert fit_linear_upsampler(fitted, pairs) == 4 * 3 * 14 * 11
+    torch.testing.assert_close(fitted.conv.weight, truth.conv.weight, atol=1e-4, rtol=0)
+    torch.testing.assert_close(fitted.conv.bias, truth.conv.bias, atol=1e-4, rtol=0)
+    assert fit_linear_upsampler(fitted, []) == 0  # no data: unchanged
+    torch.testing.assert_close(fitted.conv.weight, truth.conv.weight, atol=1e-4, rtol=0)

@@ -247,6 +247,19 @@ class _Loop:
                                       [th.outputs[n] for n in self.distiller.teacher_layers])
         self.distiller.to(self.ctx.device)
 
+    def _fit_linear_skip(self) -> int:
+        """Super-resolution nets with ``skip = "learned"`` start from the least-squares linear upsampler of the
+        training split (one pass over its samples; every rank computes the same), then train as a whole.
+        Returns the number of low-res pixels fitted on (0: no such skip)."""
+        skip = getattr(getattr(self.model, "skip", None), "linear", None)
+        if skip is None:
+            return 0
+        from kdviewer.distill.nets.superres import fit_linear_upsampler
+
+        loader = DataLoader(self.train_ds, batch_size=self.cfg.batch_size)
+        with torch.random.fork_rng(devices=[]):
+            return fit_linear_upsampler(skip, ((b["image"], b["target"]) for b in loader))
+
     def _cache_policy(self) -> dict[int, torch.Tensor] | None:
         """A teacher-output cache when asked and valid (same inputs every epoch), else None (live)."""
         if self.distiller is None or self.teacher is None or not self.recipe.distill.cache_teacher:
@@ -272,8 +285,11 @@ class _Loop:
         ctx, cfg = self.ctx, self.cfg
         if self.resume:
             self._restore()
-        elif ctx.is_main:
-            self._write_run_files()
+        fitted = 0
+        if not self.resume:
+            fitted = self._fit_linear_skip()
+            if ctx.is_main:
+                self._write_run_files()
         st = self.state
         total_steps = cfg.epochs * self.steps_per_epoch
         if cfg.max_steps:
@@ -282,7 +298,8 @@ class _Loop:
                            steps_per_epoch=self.steps_per_epoch, total_steps=total_steps,
                            world_size=ctx.world_size, device=str(ctx.device),
                            resumed_at_step=st.step if self.resume else None,
-                           teacher_outputs="cached" if self.cache is not None else "live")
+                           teacher_outputs="cached" if self.cache is not None else "live",
+                           **({"linear_skip_fit_pixels": fitted} if fitted else {}))
         t_start, step_at_start = time.perf_counter(), st.step
         with _StopFlag() as stop:
             while st.epoch < cfg.epochs and not (cfg.max_steps and st.step >= cfg.max_steps):

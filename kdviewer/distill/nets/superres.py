@@ -48,6 +48,36 @@ class LinearUpsampler(nn.Module):
         return self.shuffle(self.conv(x))
 
 
+@torch.no_grad()
+def fit_linear_upsampler(upsampler: LinearUpsampler, pairs, ridge: float = 1e-6) -> int:
+    """Set `upsampler` to the least-squares linear upsampler of (low-res (N, C, h, w), high-res
+    (N, C, s·h, s·w)) tensor pairs: per channel and sub-pixel phase, the k×k taps (with edge padding, as the
+    layer pads) and bias that minimise the squared error to the high-res pixels. Returns the number of
+    low-res pixels used (0: nothing changed). The closed form reaches in seconds what gradient steps on the
+    same 49 taps approach only slowly when the targets are noisy (CT quantum noise)."""
+    k, s, c = upsampler.kernel, upsampler.scale, upsampler.channels
+    r, n_taps = k // 2, k * k + 1
+    gram = torch.zeros(c, n_taps, n_taps, dtype=torch.float64)
+    rhs = torch.zeros(c, s * s, n_taps, dtype=torch.float64)
+    used = 0
+    for low, high in pairs:
+        low, high = low.double(), high.double()
+        n, _, h, w = low.shape
+        cols = F.unfold(F.pad(low, (r, r, r, r), mode="replicate").reshape(n * c, 1, h + 2 * r, w + 2 * r), k)
+        feats = torch.cat([cols, torch.ones_like(cols[:, :1])], 1).reshape(n, c, n_taps, h * w)
+        gram += torch.einsum("ncth,ncuh->ctu", feats, feats)
+        phases = high[..., : s * h, : s * w].reshape(n, c, h, s, w, s).permute(0, 1, 3, 5, 2, 4)
+        rhs += torch.einsum("ncth,ncqh->cqt", feats, phases.reshape(n, c, s * s, h * w))
+        used += n * h * w
+    if not used:
+        return 0
+    eye = torch.eye(n_taps, dtype=torch.float64) * ridge * gram.diagonal(dim1=1, dim2=2).mean()
+    sol = torch.linalg.solve(gram + eye, rhs.transpose(1, 2)).transpose(1, 2)  # (c, s², taps)
+    upsampler.conv.weight.copy_(sol[..., :-1].reshape(c * s * s, 1, k, k).float())
+    upsampler.conv.bias.copy_(sol[..., -1].reshape(c * s * s).float())
+    return used
+
+
 def _bicubic_phases(scale: int, kernel: int) -> torch.Tensor:
     """The (scale², k, k) correlation kernels whose pixel-shuffled outputs equal `_bicubic` of the input:
     read off the bicubic upsampling of a unit impulse."""
