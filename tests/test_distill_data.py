@@ -110,6 +110,32 @@ def test_super_resolution_pairs(datasets_dir: Path):
     assert val[0]["image"].shape == (1, 32, 32) and val[0]["target"].shape == (1, 64, 64)
 
 
+def test_super_resolution_patches_are_cut_from_the_downsampled_slice(datasets_dir: Path):
+    """A training patch is the window of the whole slice's low-res image under its high-res patch, not a
+    downsampled high-res patch (that would give every patch borders a whole slice does not have)."""
+    from kdviewer.distill.data_config import DataConfig
+    from kdviewer.distill.data_samples import restore_sample
+    from kdviewer.imaging.degrade import downsample
+
+    table = {"path": str(datasets_dir / "tcia-lung-ct"), "input_size": [64, 64], "window": [-600, 1500],
+             "normalize": "window", "degrade": {"kind": "downsample", "factor": 2}, "patch_size": [16, 16],
+             "max_items": 2}
+    train, _, _ = build_datasets(table, "super_resolve", None)
+    cfg = DataConfig.from_dict(table, "super_resolve", None)
+    item = train.items[0]
+    full = restore_sample(item, cfg, "super_resolve", False, AugmentConfig(), np.random.default_rng(0))
+    for seed in range(4):
+        s = restore_sample(item, cfg, "super_resolve", True, AugmentConfig(), np.random.default_rng(seed))
+        assert s["image"].shape == (1, 8, 8) and s["target"].shape == (1, 16, 16)
+        hits = [(y, x) for y in range(0, 49, 2) for x in range(0, 49, 2)
+                if np.array_equal(full["target"][0, y:y + 16, x:x + 16], s["target"][0])]
+        assert hits, "the high-res patch is a window of the slice at even coordinates"
+        y, x = hits[0]
+        np.testing.assert_array_equal(s["image"][0], full["image"][0, y // 2:y // 2 + 8, x // 2:x // 2 + 8])
+        own = downsample(s["target"][0], 2)  # what cropping first would have given: differs at the borders
+        assert not np.allclose(own, s["image"][0], atol=1e-4)
+
+
 def test_augmentation_moves_image_and_mask_together():
     rng = np.random.default_rng(0)
     mask = np.zeros((48, 48), dtype=np.uint8)

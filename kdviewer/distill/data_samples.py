@@ -40,6 +40,24 @@ def _random_crop(arrays: list[np.ndarray | None], patch: tuple[int, int], rng: n
     return [None if a is None else a[..., y:y + ph, x:x + pw] for a in arrays]
 
 
+def _aligned_crop(low: np.ndarray, high: np.ndarray, patch: tuple[int, int], f: int, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A random (ph/f, pw/f) window of the low-res image and the (ph, pw) high-res window it covers.
+
+    The whole slice is downsampled first, so a training patch is degraded exactly as a whole slice is at
+    validation and inference (cropping first would give every patch artificial borders, a quarter of a 48-pixel
+    patch within reach of a 7×7 filter)."""
+    lh, lw = patch[0] // f, patch[1] // f
+    if low.shape[-2] < lh or low.shape[-1] < lw:  # smaller than a patch: edge-pad both, as _random_crop does
+        pad_h, pad_w = max(0, lh - low.shape[-2]), max(0, lw - low.shape[-1])
+        lead = [(0, 0)] * (low.ndim - 2)
+        low = np.pad(low, lead + [(0, pad_h), (0, pad_w)], mode="edge")
+        high = np.pad(high, lead + [(0, max(0, lh * f - high.shape[-2])), (0, max(0, lw * f - high.shape[-1]))],
+                      mode="edge")
+    y, x = int(rng.integers(0, low.shape[-2] - lh + 1)), int(rng.integers(0, low.shape[-1] - lw + 1))
+    return low[..., y:y + lh, x:x + lw], high[..., y * f:(y + lh) * f, x * f:(x + lw) * f]
+
+
 def classify_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig, rng: np.random.Generator):
     """image (C, H, W) float32, target int64 ()."""
     sample = item.load()
@@ -223,7 +241,7 @@ def restore_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: Aug
         clean, _ = augment_arrays(clean, [], aug, rng, intensity=False)
     deg = cfg.degrade
     kind = deg["kind"]
-    if train and cfg.patch_size and kind != "low_dose":  # low dose projects the whole slice, crops after
+    if train and cfg.patch_size and kind == "gaussian":  # low dose and downsampling work on the whole slice
         (clean,) = _random_crop([clean], cfg.patch_size, rng)
     clean2d = clean[0]
     if kind == "low_dose":
@@ -237,8 +255,11 @@ def restore_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: Aug
         _, target = _normalise_pair(clean2d, clean2d, cfg)
         image = gaussian_noise(target, float(deg.get("sigma", 0.05)), rng)  # sigma in normalised units
     else:
-        low = downsample(clean2d, int(deg.get("factor", 2)), str(deg.get("method", "bicubic")))
+        f = int(deg.get("factor", 2))
+        low = downsample(clean2d, f, str(deg.get("method", "bicubic")))
         image, target = _normalise_pair(low, clean2d, cfg)
+        if train and cfg.patch_size:
+            image, target = _aligned_crop(image, target, cfg.patch_size, f, rng)
     return {"image": _channels_out(image, cfg.channels), "target": _channels_out(target, cfg.channels)}
 
 
