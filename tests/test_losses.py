@@ -284,3 +284,7 @@ def test_restoration_kd_by_hand():
     loss.backward()
     assert t.grad is None
     assert _value(restoration_kd_loss(s, t, target, alpha=1.0)) == pytest.approx(1.5)
+    # squared errors: 0.5·(1 + 4)/2 + 0.5·(0 + 4)/2
+    assert _value(restoration_kd_loss(s, t, target, alpha=0.5, loss="mse")) == pytest.approx(2.25)
+    with pytest.raises(ValueError, match="loss must be"):
+        restoration_kd_loss(s, t, target, loss="huber")

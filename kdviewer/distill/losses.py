@@ -314,12 +314,16 @@ def dice_ce_loss(
 
 
 def restoration_kd_loss(
-    s_out: torch.Tensor, t_out: torch.Tensor, target: torch.Tensor, alpha: float = 0.5
+    s_out: torch.Tensor, t_out: torch.Tensor, target: torch.Tensor, alpha: float = 0.5, loss: str = "l1"
 ) -> torch.Tensor:
-    """alpha·L1(s_out, target) + (1 − alpha)·L1(s_out, t_out), images (N, C, H, W); t_out is detached.
+    """alpha·D(s_out, target) + (1 − alpha)·D(s_out, t_out), images (N, C, H, W); t_out is detached;
+    D is L1 (``loss="l1"``) or the mean squared error (``"mse"``), the same for both terms.
 
     Feature distillation for restoration nets is `fitnets_loss` on `FeatureHooks` outputs, added by the caller.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], not {alpha}")
-    return alpha * F.l1_loss(s_out, target) + (1.0 - alpha) * F.l1_loss(s_out, t_out.detach())
+    dist = {"l1": F.l1_loss, "mse": F.mse_loss}.get(loss)
+    if dist is None:
+        raise ValueError(f"loss must be 'l1' or 'mse', not {loss!r}")
+    return alpha * dist(s_out, target) + (1.0 - alpha) * dist(s_out, t_out.detach())

@@ -8,7 +8,7 @@
 | hinton | a·CE + (1−a)·T²·KL (`hinton_kd_loss`) |
 | dkd | CE + DKD(α=dkd_alpha, β=dkd_beta, T) (Zhao et al.: the CE term keeps weight 1) |
 | pixel, cwd | a·(Dice+CE) + (1−a)·pixel-KD / CWD at T; with `kd_weight` w: (Dice+CE) + w·KD (CWD's form) |
-| restoration | a·L1(s, y) + (1−a)·L1(s, t) (`restoration_kd_loss`), + feature_weight·FitNets if features are named |
+| restoration | a·D(s, y) + (1−a)·D(s, t), D = L1 or MSE (`loss`) (`restoration_kd_loss`), + feature_weight·FitNets if features are named |
 | fitnets, attention | hard + feature_weight·(FitNets hints | attention transfer) |
 
 FitNets adapters are trained with the student and are not part of the exported model.
@@ -85,7 +85,8 @@ class Distiller(nn.Module):
                 return self.task.hard_loss(s_out, batch) + cfg.kd_weight * soft
             return cfg.alpha * self.task.hard_loss(s_out, batch) + (1 - cfg.alpha) * soft
         if method == "restoration":
-            loss = losses.restoration_kd_loss(s_out, t_out, batch["target"], alpha=cfg.alpha)
+            loss = losses.restoration_kd_loss(s_out, t_out, batch["target"], alpha=cfg.alpha,
+                                              loss=getattr(self.task, "loss", "l1"))
             if self.pairs:
                 loss = loss + cfg.feature_weight * losses.fitnets_loss(s_feats, t_feats, self.adapters)
             return loss
