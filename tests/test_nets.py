@@ -226,6 +226,7 @@ EXPORTS = [
     ("espcn", {"scale": 2}, 12),
     ("fsrcnn", {"scale": 3}, 12),
     ("srresnet", {"scale": 2, "channels": 8, "num_blocks": 2, "skip": "learned", "batch_norm": False}, 12),
+    ("srresnet", {"scale": 3, "channels": 8, "num_blocks": 1, "skip": "learned", "subpixel": True}, 12),
     ("resnet18", {"small_input": True}, 16),
 ]
 
@@ -330,3 +331,18 @@ def test_least_squares_fit_recovers_a_known_linear_upsampler(channels: int, scal
     torch.testing.assert_close(fitted.conv.bias, truth.conv.bias, atol=1e-4, rtol=0)
     assert fit_linear_upsampler(fitted, []) == 0  # no data: unchanged
     torch.testing.assert_close(fitted.conv.weight, truth.conv.weight, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_srresnet_subpixel_output_stage_starts_as_its_skip(scale: int):
+    from kdviewer.distill import nets
+
+    net = nets.create_model("srresnet", in_channels=1, scale=scale, channels=8, num_blocks=2, subpixel=True).eval()
+    assert isinstance(net.tail, torch.nn.Identity)
+    assert net.upsample[0].out_channels == scale * scale
+    x = torch.rand(1, 1, 10, 12)
+    bicubic = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        out = net(x)
+    assert out.shape == (1, 1, 10 * scale, 12 * scale)
+    assert (out - bicubic).abs().max() < 0.05  # the body starts near zero

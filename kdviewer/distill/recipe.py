@@ -86,11 +86,12 @@ class NetConfig:
     batch_norm: bool | None = None      # dncnn, srresnet
     entry_stride: int | None = None     # unet_small: 2 runs the U-Net at half resolution
     skip: str | None = None             # super-resolution nets: bicubic | learned | none
+    subpixel: bool | None = None        # srresnet: ESPCN's output stage (no layer at the high resolution)
 
     def kwargs(self) -> dict[str, Any]:
         """The options to pass to `create_model`, only those set in the recipe."""
         names = ("width", "depth", "base", "channels", "num_blocks", "stem", "batch_norm", "entry_stride",
-                 "skip")
+                 "skip", "subpixel")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 

@@ -152,10 +152,15 @@ class SRResNet(nn.Module):
     """SRResNet: 9×9 head, ``num_blocks`` residual blocks, a global skip, PixelShuffle ×2 stages, 9×9 tail.
 
     Names: ``head``, ``blocks.i``, ``fuse`` (conv+BN after the blocks), ``upsample``, ``tail``, ``skip``.
+
+    ``subpixel=True`` ends as ESPCN does: one 3×3 conv to ``in_channels·scale²`` channels and a pixel shuffle,
+    with no layer at the high resolution (``tail`` is an identity). For small students: the paper's
+    upsampling stage and 9×9 tail at the output size cost more than the residual blocks (a 3-block × 24 net spent
+    about half its onnxruntime time there).
     """
 
     def __init__(self, *, in_channels: int = 1, scale: int = 2, channels: int = 64, num_blocks: int = 16,
-                 skip: str = "bicubic", batch_norm: bool = True):
+                 skip: str = "bicubic", batch_norm: bool = True, subpixel: bool = False):
         super().__init__()
         self.scale = _check_scale(scale, (2, 3, 4, 8))
         self.skip = _Skip(skip, in_channels, scale)
@@ -163,6 +168,13 @@ class SRResNet(nn.Module):
         self.blocks = nn.Sequential(*(SRResidualBlock(channels, batch_norm) for _ in range(num_blocks)))
         self.fuse = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1),
                                   nn.BatchNorm2d(channels) if batch_norm else nn.Identity())
+        if subpixel:
+            self.upsample = nn.Sequential(nn.Conv2d(channels, in_channels * scale**2, 3, padding=1),
+                                          nn.PixelShuffle(scale))
+            self.tail: nn.Module = nn.Identity()
+            if self.skip.active:
+                _near_zero(self.upsample[0])
+            return
         stages = [(3, 1)] if scale == 3 else [(2, n) for n in range({2: 1, 4: 2, 8: 3}[scale])]
         ups: list[nn.Module] = []
         for factor, _ in stages:
@@ -272,11 +284,11 @@ class SRGANDiscriminator(nn.Module):
 
 
 def srresnet(*, in_channels: int = 1, scale: int = 2, channels: int = 64, num_blocks: int = 16,
-             skip: str = "bicubic", batch_norm: bool = True) -> SRResNet:
+             skip: str = "bicubic", batch_norm: bool = True, subpixel: bool = False) -> SRResNet:
     """SRResNet teacher: 16 blocks, 64 channels (≈ 1.4 M parameters at ×2, 1.5 M at ×4, 1 channel);
-    ``batch_norm=False``: EDSR's residual blocks."""
+    ``batch_norm=False``: EDSR's residual blocks; ``subpixel=True``: ESPCN's output stage (small students)."""
     return SRResNet(in_channels=in_channels, scale=scale, channels=channels, num_blocks=num_blocks, skip=skip,
-                    batch_norm=batch_norm)
+                    batch_norm=batch_norm, subpixel=subpixel)
 
 
 def espcn(*, in_channels: int = 1, scale: int = 2, channels: int = 64, skip: str = "bicubic") -> ESPCN:
