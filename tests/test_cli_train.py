@@ -83,6 +83,12 @@ def test_export_command(tmp_path: Path) -> None:
     (run / "pneumonia-cxr-teacher.onnx").unlink()
     assert main(["export", str(run)]) == 0
     assert (run / "pneumonia-cxr-teacher.onnx").is_file()
+    best = load_card(run / "pneumonia-cxr-teacher.json")
+    assert main(["export", str(run), "--which", "last"]) == 0  # the last epoch's own metrics and count
+    last = load_card(run / "pneumonia-cxr-teacher.json")
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    assert last.metrics["validation"] == pytest.approx(history[-1]["val"])
+    assert last.training["epochs_done"] == best.training["epochs_done"] == history[-1]["epoch"] + 1
 
 
 def bad(tmp_path: Path, text: str) -> Path:

@@ -41,6 +41,17 @@ class ExportError(KdviewerError):
     """A run that cannot be exported (missing files, or an ONNX model that does not match torch)."""
 
 
+def _validated(ckpt: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """(epoch index, validation metrics) of a checkpoint's weights: a best checkpoint carries its own; a last
+    checkpoint's are its final history entry (its "epoch" counts the epochs begun, one past the validated one)."""
+    if "val" in ckpt:
+        return int(ckpt.get("epoch", 0)), dict(ckpt.get("val") or {})
+    history = ckpt.get("history") or []
+    if history:
+        return int(history[-1].get("epoch", 0)), dict(history[-1].get("val") or {})
+    return max(int(ckpt.get("epoch", 1)) - 1, 0), {}
+
+
 def export_run(run_dir: str | Path, which: str = "best", *, int8: bool | None = None,
                weights: str | None = None, log: Log | None = None) -> tuple[Path, Path]:
     """Export `run_dir/<which>.pt` to `<id>.onnx` + `<id>.json` + `<id>.md`; returns (onnx_path, card_path)."""
@@ -191,9 +202,9 @@ def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any],
                      | dict(recipe.export.postprocess)) if recipe.task == "segment" else {},
         training={"dataset": meta.get("dataset_name", ""), "licence": meta.get("licence", ""),
                   "recipe": dump_recipe(recipe), "kd": kd, "epochs": stage_cfg.epochs,
-                  "epochs_done": ckpt.get("epoch", 0) + 1, "steps": ckpt.get("step"), "seed": recipe.seed,
+                  "epochs_done": _validated(ckpt)[0] + 1, "steps": ckpt.get("step"), "seed": recipe.seed,
                   "revision": run.get("revision", "unknown"), "stage": run["stage"]},
-        metrics={"validation": json_safe(dict(ckpt.get("val") or {}))},
+        metrics={"validation": json_safe(dict(_validated(ckpt)[1]))},
         export={"opset": recipe.export.opset, "max_abs_diff_vs_torch": diff, "dynamic_batch": True},
         intended_use=INTENDED_USE, limits=tuple(limits))
 

@@ -315,8 +315,8 @@ class _Loop:
                 val = self._validate()
                 entry = {"epoch": st.epoch, "step": st.step, "train_loss": sum(losses) / max(len(losses), 1),
                          "val": val}
-                is_best = self._update_best(entry)
                 st.history.append(entry)
+                is_best = self._update_best(entry)  # writes metrics.json, this entry included
                 if finished_epoch:
                     st.epoch, st.step_in_epoch = st.epoch + 1, 0
                 self._save_last()
