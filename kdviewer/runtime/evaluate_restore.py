@@ -3,11 +3,11 @@
 Each clean image is degraded as the model's training recipe says (the card keeps the recipe as run;
 defaults as the trainer's: low-dose CT when the card has a window, else Gaussian noise of 0.05;
 bicubic ×scale downsampling for super-resolution), on the trainer's grid: resized first to the recipe's
-``[data].input_size`` as the trainer resizes it (a CT denoiser trained on 256×256 slices meets noise simulated on
-256×256 pixels of 2× the scanner's size, not the finer noise of a 512×512 projection). Degraded and clean images go through the same
-intensity map (the card's window, else the clean image's range), the model runs on the degraded one
-with sliding-window tiles at the image's own size, and both are compared with the clean image in
-those units (data range 1 for a window, the clean image's span otherwise).
+``[data].input_size`` as the trainer resizes it (a CT denoiser trained on 256×256 slices meets noise simulated
+on 256×256 pixels of twice the scanner's size, not the finer noise of a 512×512 projection). Degraded and clean
+images go through the same intensity map (the card's window, else the clean image's range), the model runs on
+the degraded one with sliding-window tiles at the image's own size, and both are compared with the clean image
+in those units (data range 1 for a window, the clean image's span otherwise).
 """
 
 from __future__ import annotations
