@@ -6,12 +6,12 @@ The generators map (N, C, H, W) float to (N, C, scale·H, scale·W), any H, W; `
 - "bicubic" (default): a fixed bicubic upsampling of the input (VDSR's global skip, Kim et al. 2016);
 - "learned": a linear polyphase upsampler (a 7×7 convolution to scale² channels and a pixel shuffle) initialised
   to that same bicubic kernel and trained with the rest, so the net also learns the best linear upsampler for its
-  data (least squares over 7×7 taps beat the cubic spline by 0.8 dB on held-out CT slices, the fixed bicubic
-  kernel by more);
+  data (`fit_linear_upsampler`, least squares on the training patches, scored 40.07 dB on held-out CT slices
+  against 39.69 for the cubic spline and 39.45 for the fixed bicubic kernel);
 - "none": the body alone (the papers' nets).
-With a skip the body's last layer starts near zero, so at the start of training the output already is the bicubic
-image and a short CPU training refines it instead of first learning to reproduce the image. The discriminator maps (N, C, H, W) to real/fake logits (N, 1) for any H, W ≥ 16
-(use ``BCEWithLogitsLoss``).
+With a skip the body's last layer starts near zero, so at the start of training the output already is the skip's
+image and a short CPU training refines it instead of first learning to reproduce the image. The discriminator maps
+(N, C, H, W) to real/fake logits (N, 1) for any H, W ≥ 16 (use ``BCEWithLogitsLoss``).
 """
 
 from __future__ import annotations
