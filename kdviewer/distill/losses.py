@@ -313,6 +313,10 @@ def dice_ce_loss(
 # --- restoration -----------------------------------------------------------------------------------------
 
 
+# Pixel distances of the restoration losses, by recipe name ([train]/[distill] loss).
+RESTORE_DISTANCES = {"l1": F.l1_loss, "mse": F.mse_loss}
+
+
 def restoration_kd_loss(
     s_out: torch.Tensor, t_out: torch.Tensor, target: torch.Tensor, alpha: float = 0.5, loss: str = "l1"
 ) -> torch.Tensor:
@@ -323,7 +327,7 @@ def restoration_kd_loss(
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], not {alpha}")
-    dist = {"l1": F.l1_loss, "mse": F.mse_loss}.get(loss)
+    dist = RESTORE_DISTANCES.get(loss)
     if dist is None:
         raise ValueError(f"loss must be 'l1' or 'mse', not {loss!r}")
     return alpha * dist(s_out, target) + (1.0 - alpha) * dist(s_out, t_out.detach())

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdviewer.distill.losses import dice_ce_loss
+from kdviewer.distill.losses import RESTORE_DISTANCES, dice_ce_loss
 from kdviewer.errors import KdviewerError
 from kdviewer.imaging.metrics import classification_metrics, dice, psnr, ssim
 
@@ -97,16 +97,14 @@ class RestoreAdapter(TaskAdapter):
     primary = "psnr"
 
     def __init__(self, task: str, data_range: float = 1.0, loss: str = "l1") -> None:
-        if loss not in ("l1", "mse"):
+        if loss not in RESTORE_DISTANCES:
             raise ValueError(f"restoration loss must be 'l1' or 'mse', not {loss!r}")
         self.task = task
         self.data_range = data_range
         self.loss = loss
 
     def hard_loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.loss == "mse":
-            return F.mse_loss(output, batch["target"])
-        return F.l1_loss(output, batch["target"])
+        return RESTORE_DISTANCES[self.loss](output, batch["target"])
 
     def evaluate(self, predict: Predict, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
         psnrs, ssims = [], []
