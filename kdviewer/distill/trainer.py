@@ -285,8 +285,8 @@ class _Loop:
         ctx, cfg = self.ctx, self.cfg
         if self.resume:
             self._restore()
-        fitted = 0
-        if not self.resume:
+            fitted = 0
+        else:
             fitted = self._fit_linear_skip()
             if ctx.is_main:
                 self._write_run_files()
