@@ -185,6 +185,28 @@ def test_dncnn_without_batchnorm_has_none():
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in create_model("dncnn", depth=5, channels=8).modules()) == 3
 
 
+def _receptive_field_width(model: torch.nn.Module, size: int = 64) -> int:
+    """Columns of the output that an impulse in the middle of the input changes."""
+    x = torch.zeros(1, 1, size, size)
+    x[0, 0, size // 2, size // 2] = 1.0
+    with torch.no_grad():
+        changed = (model.eval()(x) - x).abs().sum(dim=(0, 1, 2)) > 0
+    return int(changed.sum())
+
+
+def test_dilated_student_sees_as_far_as_the_17_layer_teacher_with_the_same_parameters():
+    plain = create_model("denoise_small", depth=8, channels=8)
+    wide = create_model("denoise_small", depth=8, channels=8, dilations=(1, 2, 3, 4, 3, 2))
+    assert count_parameters(wide) == count_parameters(plain)
+    assert _receptive_field_width(plain) == 17
+    assert _receptive_field_width(wide) == 35 == _receptive_field_width(create_model("dncnn", depth=17, channels=4,
+                                                                                      batch_norm=False))
+    assert create_model("denoise_small", depth=8, channels=8, dilations=(1, 2, 3, 4, 3, 2))(
+        torch.randn(1, 1, 20, 24)).shape == (1, 1, 20, 24)
+    with pytest.raises(ValueError, match="6 values"):
+        create_model("denoise_small", depth=8, dilations=(1, 2))
+
+
 # Teacher -> student pairs that must differ by at least 10x in parameters (1 channel, 2 classes).
 PAIRS = [
     ("resnet50", "mobilenetv2", {}),

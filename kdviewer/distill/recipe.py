@@ -87,11 +87,12 @@ class NetConfig:
     entry_stride: int | None = None     # unet_small: 2 runs the U-Net at half resolution
     skip: str | None = None             # super-resolution nets: bicubic | learned | none
     subpixel: bool | None = None        # srresnet: ESPCN's output stage (no layer at the high resolution)
+    dilations: tuple[int, ...] | None = None  # dncnn, denoise_small: one per middle block (IRCNN's wider view)
 
     def kwargs(self) -> dict[str, Any]:
         """The options to pass to `create_model`, only those set in the recipe."""
         names = ("width", "depth", "base", "channels", "num_blocks", "stem", "batch_norm", "entry_stride",
-                 "skip", "subpixel")
+                 "skip", "subpixel", "dilations")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 

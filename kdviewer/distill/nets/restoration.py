@@ -6,6 +6,8 @@ residual inside (output = input - predicted noise, or input + decoder output for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -13,15 +15,22 @@ from torch import nn
 class ResidualDenoiser(nn.Module):
     """DnCNN-style net (Zhang et al. 2017): conv+ReLU, ``depth-2`` × (conv+BN+ReLU), conv; predicts the noise.
 
+    ``dilations`` (one per middle block, ``depth - 2`` values; default all 1) widens the receptive field at no
+    cost in parameters, as IRCNN (Zhang et al. 2017, "Learning deep CNN denoiser prior"): 8 layers with
+    dilations 1, 2, 3, 4, 3, 2 see 35 × 35 pixels, as a plain 17-layer DnCNN.
     Names: ``head`` (first conv + ReLU), ``body.i`` (the middle blocks), ``tail`` (last conv).
     """
 
-    def __init__(self, *, in_channels: int = 1, depth: int = 17, channels: int = 64, batch_norm: bool = True):
+    def __init__(self, *, in_channels: int = 1, depth: int = 17, channels: int = 64, batch_norm: bool = True,
+                 dilations: Sequence[int] | None = None):
         super().__init__()
         if depth < 3:
             raise ValueError(f"depth must be at least 3, not {depth}")
+        dilations = tuple(dilations) if dilations else (1,) * (depth - 2)
+        if len(dilations) != depth - 2 or min(dilations) < 1:
+            raise ValueError(f"dilations must be {depth - 2} values >= 1 (one per middle block), not {dilations}")
         self.head = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True))
-        self.body = nn.Sequential(*(self._block(channels, batch_norm) for _ in range(depth - 2)))
+        self.body = nn.Sequential(*(self._block(channels, batch_norm, d) for d in dilations))
         self.tail = nn.Conv2d(channels, in_channels, 3, padding=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -30,14 +39,15 @@ class ResidualDenoiser(nn.Module):
                     nn.init.zeros_(m.bias)
 
     @staticmethod
-    def _block(channels: int, batch_norm: bool) -> nn.Sequential:
+    def _block(channels: int, batch_norm: bool, dilation: int) -> nn.Sequential:
         if batch_norm:
             return nn.Sequential(
-                nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+                nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False),
                 nn.BatchNorm2d(channels),
                 nn.ReLU(inplace=True),
             )
-        return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True))
+        return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation),
+                             nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         noise = self.tail(self.body(self.head(x)))
@@ -85,13 +95,15 @@ class REDCNN(nn.Module):
         return self.tconv5(self.relu(out)) + residual_1
 
 
-def dncnn(*, in_channels: int = 1, depth: int = 17, channels: int = 64, batch_norm: bool = True) -> ResidualDenoiser:
+def dncnn(*, in_channels: int = 1, depth: int = 17, channels: int = 64, batch_norm: bool = True,
+          dilations: Sequence[int] | None = None) -> ResidualDenoiser:
     """DnCNN teacher: 17 layers, 64 channels, BatchNorm (≈ 0.56 M parameters, 1 channel).
 
     ``batch_norm=False`` drops the BatchNorm layers (as later low-dose CT work does): its running statistics,
     gathered on small patches, need not match whole slices at inference.
     """
-    return ResidualDenoiser(in_channels=in_channels, depth=depth, channels=channels, batch_norm=batch_norm)
+    return ResidualDenoiser(in_channels=in_channels, depth=depth, channels=channels, batch_norm=batch_norm,
+                            dilations=dilations)
 
 
 def redcnn(*, in_channels: int = 1, channels: int = 96) -> REDCNN:
@@ -99,6 +111,11 @@ def redcnn(*, in_channels: int = 1, channels: int = 96) -> REDCNN:
     return REDCNN(in_channels=in_channels, channels=channels)
 
 
-def denoise_small(*, in_channels: int = 1, depth: int = 6, channels: int = 24) -> ResidualDenoiser:
-    """Small residual denoiser student: 6 layers, 24 channels, no BatchNorm (≈ 21 k parameters, 1 channel)."""
-    return ResidualDenoiser(in_channels=in_channels, depth=depth, channels=channels, batch_norm=False)
+def denoise_small(*, in_channels: int = 1, depth: int = 6, channels: int = 24,
+                  dilations: Sequence[int] | None = None) -> ResidualDenoiser:
+    """Small residual denoiser student: 6 layers, 24 channels, no BatchNorm (≈ 21 k parameters, 1 channel).
+
+    ``dilations``: see `ResidualDenoiser` (a wider view of streaky low-dose CT noise at the same size).
+    """
+    return ResidualDenoiser(in_channels=in_channels, depth=depth, channels=channels, batch_norm=False,
+                            dilations=dilations)
