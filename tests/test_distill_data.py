@@ -148,6 +148,34 @@ def test_augmentation_moves_image_and_mask_together():
         assert agree > 0.97 and m.dtype == np.uint8
 
 
+def test_blur_and_noise_change_the_image_only_on_some_draws_and_never_the_mask():
+    """blur / noise (each on half of the draws) soften and roughen the image; the mask stays as it was."""
+    rng = np.random.default_rng(0)
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[20:40, 20:40] = 1
+    image = np.where(mask > 0, 1.0, 0.0)[None].astype(np.float32)
+    edge = lambda im: float(np.abs(np.diff(im[0], axis=1)).max())  # noqa: E731
+    cfg = AugmentConfig.from_dict({"blur": 2.0})
+    outs = [augment_arrays(image, [mask], cfg, rng) for _ in range(40)]
+    assert all(np.array_equal(m, mask) for _, (m,) in outs)
+    blurred = [edge(o) < 0.95 for o, _ in outs]
+    assert 5 < sum(blurred) < 35  # on about half of the draws
+    noisy = [augment_arrays(image, [mask], AugmentConfig.from_dict({"noise": 0.5}), rng)[0] for _ in range(40)]
+    changed = [not np.array_equal(o, image) for o in noisy]
+    assert 5 < sum(changed) < 35 and max(float(np.std(o - image)) for o in noisy) > 0.05
+    assert all(np.array_equal(augment_arrays(image, [mask], AugmentConfig.from_dict({"noise": 0.5, "blur": 2}),
+                                             rng, intensity=False)[0], image) for _ in range(10))
+    with pytest.raises(AugmentConfigError, match="blur"):
+        AugmentConfig.from_dict({"blur": -1})
+
+
+def test_blur_and_noise_are_refused_for_restoration(datasets_dir: Path):
+    with pytest.raises(DataConfigError, match="degradation"):
+        build_datasets({"path": "tcia-lung-ct/dicom", "layout": "plain_images", "input_size": [64, 64],
+                        "window": [0, 2000], "normalize": "window", "augment": {"noise": 0.1},
+                        "degrade": {"kind": "gaussian", "sigma": 0.05}}, "denoise", datasets_dir)
+
+
 @pytest.mark.parametrize("data, match", [
     ({"path": "pneumoniamnist", "input_sise": [64, 64]}, "input_sise"),
     ({"input_size": [64, 64]}, "data.path"),

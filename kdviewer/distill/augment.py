@@ -2,8 +2,11 @@
 
 Recipe keys ([data].augment): hflip, vflip (bool), rotate_deg (max |angle|), scale ([lo, hi] zoom),
 intensity (max relative contrast/brightness change, images only), crop (fraction of each side kept by a
-random crop that is resized back; 1 or absent: no crop). The caller passes a seeded generator, so a
-run is repeatable; the validation set is never augmented.
+random crop that is resized back; 1 or absent: no crop), blur (max sigma in pixels of a Gaussian blur) and
+noise (max sigma of additive Gaussian noise, relative to the image's standard deviation): each of the last
+two on half of the draws, images only, as nnU-Net's default pipeline does, for scanners, doses and
+reconstruction kernels that the training data lack. The caller passes a seeded generator, so a run is
+repeatable; the validation set is never augmented.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class AugmentConfig:
     scale: tuple[float, float] = (1.0, 1.0)
     intensity: float = 0.0
     crop: float = 1.0
+    blur: float = 0.0
+    noise: float = 0.0
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> AugmentConfig:
@@ -45,13 +50,17 @@ class AugmentConfig:
                       rotate_deg=float(d.get("rotate_deg", 0.0)),
                       scale=tuple(float(s) for s in d.get("scale", (1.0, 1.0))),  # type: ignore[arg-type]
                       intensity=float(d.get("intensity", 0.0)),
-                      crop=float(d.get("crop", 1.0) if d.get("crop", 1.0) not in (None, False, True) else 1.0))
+                      crop=float(d.get("crop", 1.0) if d.get("crop", 1.0) not in (None, False, True) else 1.0),
+                      blur=float(d.get("blur", 0.0)), noise=float(d.get("noise", 0.0)))
         except (TypeError, ValueError) as e:
             raise AugmentConfigError(f"data.augment: {e}") from e
         if len(cfg.scale) != 2 or not 0 < cfg.scale[0] <= cfg.scale[1]:
             raise AugmentConfigError(f"data.augment.scale must be [lo, hi] with 0 < lo <= hi, got {cfg.scale}")
         if not 0 < cfg.crop <= 1:
             raise AugmentConfigError(f"data.augment.crop must be a fraction in (0, 1], got {cfg.crop}")
+        for key in ("blur", "noise", "intensity", "rotate_deg"):
+            if not getattr(cfg, key) >= 0:
+                raise AugmentConfigError(f"data.augment.{key} must be >= 0, got {getattr(cfg, key)}")
         return cfg
 
     @property
@@ -75,7 +84,8 @@ def augment_arrays(image: np.ndarray, masks: list[np.ndarray | None], cfg: Augme
     """Augment a (C, H, W) float32 image and (H, W) masks with the same geometry.
 
     The image is interpolated linearly (edges repeat), masks by nearest neighbour (outside: 0 / False).
-    `intensity` False skips the contrast/brightness change (e.g. for restoration targets).
+    `intensity` False skips the changes of the image alone (contrast/brightness, blur, noise; e.g. for
+    restoration targets).
     Returns (image, masks) of the same shapes and dtypes.
     """
     if cfg.is_identity:
@@ -101,4 +111,10 @@ def augment_arrays(image: np.ndarray, masks: list[np.ndarray | None], cfg: Augme
         contrast = 1 + rng.uniform(-cfg.intensity, cfg.intensity)
         brightness = rng.uniform(-cfg.intensity, cfg.intensity) * float(np.std(image) or 1.0)
         image = (image - image.mean()) * contrast + image.mean() + brightness
+    if intensity and cfg.blur and rng.random() < 0.5:
+        sigma = rng.uniform(0.0, cfg.blur)
+        image = np.stack([ndimage.gaussian_filter(c, sigma, mode="nearest") for c in image])
+    if intensity and cfg.noise and rng.random() < 0.5:
+        sigma = rng.uniform(0.0, cfg.noise) * float(np.std(image) or 1.0)
+        image = image + rng.normal(0.0, sigma, image.shape)
     return image.astype(np.float32), [None if k is None else np.ascontiguousarray(k) for k in masks]

@@ -153,6 +153,9 @@ class DataConfig:
             raise DataConfigError(f"data.slices must be odd (1 or 3 ...), got {self.slices}")
         if self.slices > 1 and task in ("denoise", "super_resolve"):
             raise DataConfigError("data.slices > 1 is for classify and segment only")
+        if task in ("denoise", "super_resolve") and any(self.augment.get(k) for k in ("blur", "noise", "intensity")):
+            raise DataConfigError(f"data.augment blur / noise / intensity are for classify and segment: for {task} "
+                                  "they would change the degradation the model learns to undo (data.degrade does that)")
         if self.normalize not in NORMALIZE_MODES:
             raise DataConfigError(f"data.normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
         if self.normalize == "window" and self.window is None:
