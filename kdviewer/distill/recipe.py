@@ -91,9 +91,8 @@ class NetConfig:
 
     def kwargs(self) -> dict[str, Any]:
         """The options to pass to `create_model`, only those set in the recipe."""
-        names = ("width", "depth", "base", "channels", "num_blocks", "stem", "batch_norm", "entry_stride",
-                 "skip", "subpixel", "dilations")
-        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "arch" and getattr(self, f.name) is not None}
 
 
 @dataclass(frozen=True)
