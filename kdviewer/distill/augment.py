@@ -19,6 +19,9 @@ from scipy import ndimage
 
 from kdviewer.errors import KdviewerError
 
+# Keys that change the image alone (no geometry): skipped by `augment_arrays(..., intensity=False)`.
+IMAGE_ONLY_KEYS = ("intensity", "blur", "noise")
+
 
 class AugmentConfigError(KdviewerError):
     """The recipe's [data].augment table has an unknown key or a bad value."""

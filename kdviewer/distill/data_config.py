@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kdviewer.distill.augment import AugmentConfig
+from kdviewer.distill.augment import IMAGE_ONLY_KEYS, AugmentConfig
 from kdviewer.errors import KdviewerError
 from kdviewer.imaging.nodule_cases import SIMULATION_DEFAULTS
 from kdviewer.imaging.nodules import NODULE_KINDS
@@ -153,7 +153,7 @@ class DataConfig:
             raise DataConfigError(f"data.slices must be odd (1 or 3 ...), got {self.slices}")
         if self.slices > 1 and task in ("denoise", "super_resolve"):
             raise DataConfigError("data.slices > 1 is for classify and segment only")
-        if task in ("denoise", "super_resolve") and any(self.augment.get(k) for k in ("blur", "noise", "intensity")):
+        if task in ("denoise", "super_resolve") and any(self.augment.get(k) for k in IMAGE_ONLY_KEYS):
             raise DataConfigError(f"data.augment blur / noise / intensity are for classify and segment: for {task} "
                                   "they would change the degradation the model learns to undo (data.degrade does that)")
         if self.normalize not in NORMALIZE_MODES:
