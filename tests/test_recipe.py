@@ -80,6 +80,8 @@ def test_dump_round_trips_with_top_level_keys_first(tmp_path: Path) -> None:
     (MINIMAL, ["task=detect"], "task", "is not one of"),
     (MINIMAL, ["train.loss=mse"], "train.loss", "applies to denoise and super_resolve"),
     (MINIMAL, ["distill.loss=l2"], "distill.loss", "is not one of"),
+    (MINIMAL, ["distill.kd_rampup_epochs=2"], "distill.kd_rampup_epochs", "applies to methods pixel and cwd"),
+    (MINIMAL, ["distill.kd_rampup_epochs=-1"], "distill.kd_rampup_epochs", "should be at least 0"),
 ])
 def test_bad_recipes_name_the_key_and_the_file(tmp_path: Path, text: str, overrides: list[str], key: str,
                                                words: str) -> None:

@@ -10,6 +10,7 @@ refuse it with `TemperatureError` unless ``allow_sharpening=True`` is passed exp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 
@@ -235,6 +236,18 @@ def attention_transfer_loss(
 
 
 # --- segmentation --------------------------------------------------------------------------------------
+
+
+def sigmoid_rampup(epoch: float | None, length: float) -> float:
+    """Weight of a term that ramps up over `length` epochs: exp(−5·(1 − t)²), t = clip(epoch / length, 0, 1).
+
+    The ramp-up of Laine & Aila's temporal ensembling and Tarvainen & Valpola's mean teacher (their
+    ``sigmoid_rampup``): ~0.007 at the start, 1 from `length` on. 1.0 when `length` ≤ 0 or the epoch is not known.
+    """
+    if length <= 0 or epoch is None:
+        return 1.0
+    t = min(max(epoch / length, 0.0), 1.0)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
 
 
 def pixel_kd_loss(

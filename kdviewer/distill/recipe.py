@@ -126,6 +126,7 @@ class DistillConfig(TrainConfig):
     dkd_beta: float = 8.0               # DKD non-target-class weight
     feature_weight: float = 1.0         # weight of the fitnets / attention / restoration feature term
     kd_weight: float | None = None      # pixel, cwd: task + kd_weight·KD (the task loss keeps weight 1; alpha unused)
+    kd_rampup_epochs: float = 0.0       # pixel, cwd: the KD term's weight rises over these epochs (sigmoid ramp-up)
     features: tuple[tuple[str, str], ...] = ()   # (teacher layer, student layer) pairs
     cache_teacher: bool = False
     allow_sharpening: bool = False      # temperature < 1 sharpens the teacher: only when asked
@@ -389,6 +390,10 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
                           "softening it; set distill.allow_sharpening = true if that is what you want")
     if not 0.0 <= kd.alpha <= 1.0:
         raise RecipeError(source, "distill.alpha", "should be between 0 and 1")
+    if kd.kd_rampup_epochs < 0:
+        raise RecipeError(source, "distill.kd_rampup_epochs", "should be at least 0")
+    if kd.kd_rampup_epochs > 0 and kd.method not in ("pixel", "cwd"):
+        raise RecipeError(source, "distill.kd_rampup_epochs", f"applies to methods pixel and cwd, not '{kd.method}'")
     _one_of(recipe.export.weights, WEIGHTS, "export.weights", source)
     recipe.export.check_postprocess(recipe.task, source)
     if recipe.data.channels not in (1, 3):

@@ -340,7 +340,7 @@ class _Loop:
         for batch in loader:
             if st.step_in_epoch >= self.steps_per_epoch:
                 break
-            loss = self.step(batch)
+            loss = self.step(batch, epoch=st.epoch + st.step_in_epoch / self.steps_per_epoch)
             st.step += 1
             st.step_in_epoch += 1
             self.reporter.emit("step", epoch=st.epoch, step=st.step, loss=loss,

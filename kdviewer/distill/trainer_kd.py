@@ -7,11 +7,17 @@
 | none | hard |
 | hinton | a·CE + (1−a)·T²·KL (`hinton_kd_loss`) |
 | dkd | CE + DKD(α=dkd_alpha, β=dkd_beta, T) (Zhao et al.: the CE term keeps weight 1) |
-| pixel, cwd | a·(Dice+CE) + (1−a)·pixel-KD / CWD at T; with `kd_weight` w: (Dice+CE) + w·KD (CWD's form) |
+| pixel, cwd | a·(Dice+CE) + (1−a)·r·pixel-KD / CWD at T; with `kd_weight` w: (Dice+CE) + w·r·KD (CWD's form); r = 1, or the sigmoid ramp-up over `kd_rampup_epochs` |
 | restoration | a·D(s, y) + (1−a)·D(s, t), D = L1 or MSE (`loss`) (`restoration_kd_loss`), + feature_weight·FitNets if features are named |
 | fitnets, attention | hard + feature_weight·(FitNets hints | attention transfer) |
 
 FitNets adapters are trained with the student and are not part of the exported model.
+
+`kd_rampup_epochs` exists for small foreground structures: a student whose head starts at a 1 % foreground prior
+and meets the per-pixel KL from the first step (almost all of it on the teacher's confident background) is
+held at all-background before the Dice term finds the structures (measured on the nodule recipe: foreground
+probability on nodule pixels 0.010 → 0.008 over 54 steps with KD, 0.010 → 0.40 without). The ramp lets the
+task loss start the student, then adds the teacher.
 """
 
 from __future__ import annotations
@@ -65,8 +71,9 @@ class Distiller(nn.Module):
                 losses.FitNetsAdapter(s.shape[1], t.shape[1]) for s, t in zip(s_feats, t_feats, strict=True))
 
     def loss(self, s_out: torch.Tensor, t_out: torch.Tensor | None, batch: dict[str, torch.Tensor],
-             s_feats: list[torch.Tensor], t_feats: list[torch.Tensor]) -> torch.Tensor:
-        """The student's training loss for one batch."""
+             s_feats: list[torch.Tensor], t_feats: list[torch.Tensor], *, epoch: float | None = None
+             ) -> torch.Tensor:
+        """The student's training loss for one batch; `epoch` (fractional, None: unknown) sets the KD ramp-up."""
         cfg, method = self.cfg, self.cfg.method
         kw: dict[str, Any] = {"allow_sharpening": cfg.allow_sharpening}
         if method == "none":
@@ -80,7 +87,8 @@ class Distiller(nn.Module):
                 temperature=cfg.temperature, **kw)
         if method in ("pixel", "cwd"):
             kd = losses.pixel_kd_loss if method == "pixel" else losses.cwd_loss
-            soft = kd(s_out, t_out, temperature=cfg.temperature, **kw)
+            soft = kd(s_out, t_out, temperature=cfg.temperature, **kw) * losses.sigmoid_rampup(
+                epoch, cfg.kd_rampup_epochs)
             if cfg.kd_weight is not None:
                 return self.task.hard_loss(s_out, batch) + cfg.kd_weight * soft
             return cfg.alpha * self.task.hard_loss(s_out, batch) + (1 - cfg.alpha) * soft

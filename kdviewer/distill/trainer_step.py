@@ -37,8 +37,10 @@ class DistillStep:
         self.adapter, self.optimizer, self.scheduler, self.cache, self.ctx = (
             adapter, optimizer, scheduler, cache, ctx)
 
-    def __call__(self, batch: dict[str, Any]) -> float:
+    def __call__(self, batch: dict[str, Any], *, epoch: float | None = None) -> float:
         """Train on one collated batch and return its loss (before the update).
+
+        epoch: where training is (fractional epochs), for a KD term that ramps up; None: not known (full weight).
 
         batch: "image" (N, C, H, W) float32, "target" as the task's adapter reads it, and "index" (N,) int64
         (the items' indices in the training split) when teacher outputs are cached.
@@ -55,7 +57,7 @@ class DistillStep:
                 s_out = self.wrapped(images)
             s_feats = [sh.outputs[n] for n in kd.student_layers] if kd.pairs else []
             t_out, t_feats = self.teacher_outputs(batch) if kd.uses_teacher else (None, [])
-            loss = kd.loss(s_out, t_out, batch, s_feats, t_feats)
+            loss = kd.loss(s_out, t_out, batch, s_feats, t_feats, epoch=epoch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if kd is not None:
