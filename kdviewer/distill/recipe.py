@@ -392,7 +392,7 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
         raise RecipeError(source, "distill.alpha", "should be between 0 and 1")
     if kd.kd_rampup_epochs < 0:
         raise RecipeError(source, "distill.kd_rampup_epochs", "should be at least 0")
-    if kd.kd_rampup_epochs > 0 and kd.method not in ("pixel", "cwd"):
+    if kd.kd_rampup_epochs > 0 and kd.method not in ("pixel", "cwd", "none"):  # none: the recipe's no-KD twin
         raise RecipeError(source, "distill.kd_rampup_epochs", f"applies to methods pixel and cwd, not '{kd.method}'")
     _one_of(recipe.export.weights, WEIGHTS, "export.weights", source)
     recipe.export.check_postprocess(recipe.task, source)
