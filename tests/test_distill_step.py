@@ -103,19 +103,24 @@ def step_loss(step: DistillStep, batch: dict[str, torch.Tensor]) -> float:
     return step(batch)
 
 
-def test_pixel_kd_with_kd_weight_keeps_the_task_loss_whole() -> None:
-    """kd_weight w: (Dice + CE) + w·pixel-KD; without it: a·(Dice + CE) + (1 − a)·pixel-KD."""
+def pixel_kd_case(seed: int):
+    """(adapter, s_out, t_out, batch, hard, soft): random 2-class logits on 8×8, their Dice + CE and pixel KD at T = 2."""
     from kdviewer.distill.losses import pixel_kd_loss
-    from kdviewer.distill.recipe import DistillConfig
-    from kdviewer.distill.trainer_kd import Distiller
     from kdviewer.distill.trainer_tasks import task_adapter
 
     adapter = task_adapter("segment", {"num_classes": 2}, 0.0)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     s_out, t_out = torch.randn(2, 2, 8, 8, generator=g), torch.randn(2, 2, 8, 8, generator=g)
     batch = {"target": torch.randint(0, 2, (2, 8, 8), generator=g)}
-    hard = adapter.hard_loss(s_out, batch)
-    soft = pixel_kd_loss(s_out, t_out, temperature=2.0)
+    return adapter, s_out, t_out, batch, adapter.hard_loss(s_out, batch), pixel_kd_loss(s_out, t_out, temperature=2.0)
+
+
+def test_pixel_kd_with_kd_weight_keeps_the_task_loss_whole() -> None:
+    """kd_weight w: (Dice + CE) + w·pixel-KD; without it: a·(Dice + CE) + (1 − a)·pixel-KD."""
+    from kdviewer.distill.recipe import DistillConfig
+    from kdviewer.distill.trainer_kd import Distiller
+
+    adapter, s_out, t_out, batch, hard, soft = pixel_kd_case(0)
     weighted = Distiller(DistillConfig(method="pixel", temperature=2.0, kd_weight=0.7), adapter, [])
     mixed = Distiller(DistillConfig(method="pixel", temperature=2.0, alpha=0.4), adapter, [])
     torch.testing.assert_close(weighted.loss(s_out, t_out, batch, [], []), hard + 0.7 * soft)
@@ -126,21 +131,15 @@ def test_kd_rampup_scales_only_the_kd_term_from_near_zero_to_full() -> None:
     """kd_rampup_epochs R: (Dice + CE) + w·exp(−5(1 − e/R)²)·pixel-KD at epoch e < R, the full term from R on."""
     import math
 
-    from kdviewer.distill.losses import pixel_kd_loss, sigmoid_rampup
+    from kdviewer.distill.losses import sigmoid_rampup
     from kdviewer.distill.recipe import DistillConfig
     from kdviewer.distill.trainer_kd import Distiller
-    from kdviewer.distill.trainer_tasks import task_adapter
 
     assert sigmoid_rampup(0.0, 4.0) == math.exp(-5.0)
     assert sigmoid_rampup(2.0, 4.0) == math.exp(-1.25)
     assert sigmoid_rampup(4.0, 4.0) == sigmoid_rampup(9.0, 4.0) == sigmoid_rampup(None, 4.0) == 1.0
     assert sigmoid_rampup(0.0, 0.0) == 1.0
-    adapter = task_adapter("segment", {"num_classes": 2}, 0.0)
-    g = torch.Generator().manual_seed(1)
-    s_out, t_out = torch.randn(2, 2, 8, 8, generator=g), torch.randn(2, 2, 8, 8, generator=g)
-    batch = {"target": torch.randint(0, 2, (2, 8, 8), generator=g)}
-    hard = adapter.hard_loss(s_out, batch)
-    soft = pixel_kd_loss(s_out, t_out, temperature=2.0)
+    adapter, s_out, t_out, batch, hard, soft = pixel_kd_case(1)
     ramped = Distiller(DistillConfig(method="pixel", temperature=2.0, kd_weight=0.5, kd_rampup_epochs=4.0),
                        adapter, [])
     for epoch, factor in ((0.0, math.exp(-5.0)), (1.0, math.exp(-5.0 * 0.75**2)), (4.0, 1.0), (None, 1.0)):
