@@ -129,9 +129,9 @@ def test_kd_rampup_follows_the_runs_fractional_epoch(tmp_path: Path, monkeypatch
     real = losses.sigmoid_rampup
     monkeypatch.setattr(losses, "sigmoid_rampup", lambda epoch, length: seen.append((epoch, length)) or real(epoch, length))
     teacher = train_teacher(recipe("retina-vessels"), tmp_path / "t", progress="none", export=False)
-    distill_student(recipe("retina-vessels", f"teacher={teacher}", "distill.method=pixel", "distill.max_steps=0",
-                           "distill.epochs=2", "distill.kd_rampup_epochs=3", "data.repeat=1"), tmp_path / "s", progress="none",
-                    export=False)
+    student = recipe("retina-vessels", f"teacher={teacher}", "distill.method=pixel", "distill.max_steps=0",
+                     "distill.epochs=2", "distill.kd_rampup_epochs=3", "data.repeat=1")
+    distill_student(student, tmp_path / "s", progress="none", export=False)
     # 4 training items in batches of 2: two steps per epoch, at epochs 0, 0.5, 1, 1.5
     assert seen == [(0.0, 3.0), (0.5, 3.0), (1.0, 3.0), (1.5, 3.0)]
 

@@ -154,7 +154,7 @@ class DataConfig:
         if self.slices > 1 and task in ("denoise", "super_resolve"):
             raise DataConfigError("data.slices > 1 is for classify and segment only")
         if task in ("denoise", "super_resolve") and any(self.augment.get(k) for k in IMAGE_ONLY_KEYS):
-            raise DataConfigError(f"data.augment blur / noise / intensity are for classify and segment: for {task} "
+            raise DataConfigError(f"data.augment {' / '.join(IMAGE_ONLY_KEYS)} are for classify and segment: for {task} "
                                   "they would change the degradation the model learns to undo (data.degrade does that)")
         if self.normalize not in NORMALIZE_MODES:
             raise DataConfigError(f"data.normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
