@@ -136,6 +136,22 @@ def test_kd_rampup_follows_the_runs_fractional_epoch(tmp_path: Path, monkeypatch
     assert seen == [(0.0, 3.0), (0.5, 3.0), (1.0, 3.0), (1.5, 3.0)]
 
 
+def test_channels_last_trains_the_same_net_in_nhwc(tmp_path: Path) -> None:
+    def run(name: str, *extra: str) -> Path:
+        r = recipe("pneumonia-cxr", "teacher_net={arch = 'resnet18'}", "train.max_steps=2", *extra)
+        return train_teacher(r, tmp_path / name, progress="none", export=name == "nhwc")
+
+    plain, nhwc = run("plain"), run("nhwc", "train.channels_last=true")
+    conv = "layer1.0.conv1.weight"  # 3x3, 64 -> 64: NCHW and NHWC strides differ
+    assert weights(plain / "last.pt")[conv].is_contiguous()
+    assert weights(nhwc / "last.pt")[conv].is_contiguous(memory_format=torch.channels_last)
+    assert not weights(nhwc / "last.pt")[conv].is_contiguous()
+    losses = [[json.loads(line)["loss"] for line in (run_dir / "events.jsonl").read_text().splitlines()
+               if json.loads(line)["event"] == "step"] for run_dir in (plain, nhwc)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3)  # the same net and data: only the layout differs
+    assert list(nhwc.glob("*.onnx")), "the NHWC-trained net exports"
+
+
 def test_run_trains_on_the_datasets_it_is_given(tmp_path: Path) -> None:
     from torch.utils.data import Subset
 

@@ -111,6 +111,7 @@ class TrainConfig:
     num_workers: int = 0
     logit_adjust: float = 0.0           # classify: tau of logit-adjusted CE (Menon et al. 2021); 1.0 = balanced
     loss: str = "l1"                    # denoise, super_resolve: l1 | mse (PSNR's own objective)
+    channels_last: bool = False         # NHWC tensors for the trained net and a torch teacher (classifiers: faster)
 
 
 @dataclass(frozen=True)

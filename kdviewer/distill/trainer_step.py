@@ -30,12 +30,13 @@ class DistillStep:
     def __init__(self, model: nn.Module, wrapped: nn.Module, teacher: nn.Module | None, distiller: Distiller | None,
                  adapter: TaskAdapter, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, cache: dict[int, torch.Tensor] | None,
-                 ctx: DistContext) -> None:
+                 ctx: DistContext, *, channels_last: bool = False) -> None:
         if distiller is not None and distiller.uses_teacher and teacher is None:
             raise ValueError(f"distill method {distiller.cfg.method!r} needs a teacher")
         self.model, self.wrapped, self.teacher, self.distiller = model, wrapped, teacher, distiller
         self.adapter, self.optimizer, self.scheduler, self.cache, self.ctx = (
             adapter, optimizer, scheduler, cache, ctx)
+        self.channels_last = channels_last
 
     def __call__(self, batch: dict[str, Any], *, epoch: float | None = None) -> float:
         """Train on one collated batch and return its loss (before the update).
@@ -47,6 +48,8 @@ class DistillStep:
         """
         dev = self.ctx.device
         batch = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+        if self.channels_last and batch["image"].dim() == 4:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         images = batch["image"]
         kd = self.distiller
         if kd is None:
