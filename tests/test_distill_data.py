@@ -53,6 +53,30 @@ def test_training_augmentation_changes_per_epoch_and_repeats_with_the_seed(datas
     assert torch.equal(val[0]["image"], build_datasets(cfg, "classify", None)[1][0]["image"])
 
 
+def test_classification_items_are_decoded_once_and_augmented_afresh(datasets_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    from kdviewer.distill import data as data_mod
+
+    cfg = {"path": str(datasets_dir / "brain-tumor-mri"), "input_size": [48, 48], "augment": AUG, "max_items": 6}
+    cached, _, _ = build_datasets(cfg, "classify", None)
+    loads = []
+    real = data_mod.classify_base
+    monkeypatch.setattr(data_mod, "classify_base", lambda item, c: loads.append(item.key) or real(item, c))
+    per_epoch = []
+    for epoch in (0, 1, 0):
+        cached.set_epoch(epoch)
+        per_epoch.append([cached[i]["image"] for i in range(len(cached))])
+    assert len(loads) == len(cached.items)  # each image read once, not once per epoch
+    assert not torch.equal(per_epoch[0][0], per_epoch[1][0])  # fresh augmentation each epoch
+    monkeypatch.setattr(data_mod, "BASE_CACHE_BYTES", 0)  # nothing kept: every sample made from the file
+    uncached, _, _ = build_datasets(cfg, "classify", None)
+    for epoch, images in zip((0, 1), per_epoch, strict=False):
+        uncached.set_epoch(epoch)
+        for i, image in enumerate(images):
+            assert torch.equal(image, uncached[i]["image"]), (epoch, i)
+    assert not uncached._base_cache and all(torch.equal(a, b) for a, b in zip(per_epoch[0], per_epoch[2], strict=True))
+
+
 def test_class_folders_split_stratified_with_max_items(datasets_dir: Path):
     train, val, meta = build_datasets(
         {"path": str(datasets_dir / "brain-tumor-mri"), "input_size": [32, 32], "channels": 3,

@@ -58,15 +58,24 @@ def _aligned_crop(low: np.ndarray, high: np.ndarray, patch: tuple[int, int], f: 
     return low[..., y:y + lh, x:x + lw], high[..., y * f:(y + lh) * f, x * f:(x + lw) * f]
 
 
-def classify_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig, rng: np.random.Generator):
-    """image (C, H, W) float32, target int64 ()."""
+def classify_base(item: Item, cfg: DataConfig) -> dict[str, np.ndarray]:
+    """The deterministic part of a classification sample: image (C, H, W) float32 decoded and preprocessed
+    (resized, normalised), target int64 (); what `ItemDataset` keeps in memory between epochs."""
     sample = item.load()
     if sample.label is None:
         raise DataConfigError(f"item {item.key} has no class label (classification needs labelled data)")
     x = preprocess_image(_raw(item, sample, cfg), cfg.preprocess, cfg.input_size)
-    if train:
-        x, _ = augment_arrays(x, [], aug, rng)
     return {"image": x, "target": np.asarray(sample.label, dtype=np.int64)}
+
+
+def classify_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig, rng: np.random.Generator,
+                    base: dict[str, np.ndarray] | None = None):
+    """image (C, H, W) float32, target int64 (); `base`: the item's `classify_base`, if already made."""
+    base = classify_base(item, cfg) if base is None else base
+    x = base["image"]
+    if train:
+        x, _ = augment_arrays(x.copy(), [], aug, rng)
+    return {"image": x, "target": base["target"]}
 
 
 def simulated_nodules(item: Item, sample: Sample, cfg: DataConfig, train: bool,
