@@ -179,6 +179,23 @@ def test_half_resolution_unet_gives_full_resolution_logits_and_fewer_full_size_m
         create_model("unet_small", entry_stride=4)
 
 
+def test_shuffle_entry_unet_is_half_resolution_inside_with_a_prior_at_every_output_pixel():
+    """entry="shuffle": pixel unshuffle in, pixel shuffle out; the RetinaNet prior holds at all 4 sub-pixels."""
+    model = create_model("unet_small", depth=3, base=8, entry_stride=2, entry="shuffle").eval()
+    sizes = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1]))
+             for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        out = model(torch.randn(1, 1, 64, 48))
+    for h in hooks:
+        h.remove()
+    assert out.shape == (1, 2, 64, 48) and max(sizes) == 24
+    background = torch.softmax(out, dim=1)[0, 0]
+    assert float(background.min()) > 0.95  # not only on one pixel of each 2x2 block
+    with pytest.raises(ValueError, match="entry"):
+        create_model("unet_small", entry_stride=2, entry="pool")
+
+
 def test_dncnn_without_batchnorm_has_none():
     plain = create_model("dncnn", depth=5, channels=8, batch_norm=False)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())

@@ -74,19 +74,23 @@ class UpBlock(nn.Module):
         return self.conv(torch.cat([self.up(deep), skip], dim=1))
 
 
-def init_prior_head(head: nn.Conv2d, prior: float = 0.01) -> None:
+def init_prior_head(head: nn.Conv2d, prior: float = 0.01, groups: int = 1) -> None:
     """Start the 1×1 classifier near "every foreground class has probability ``prior``" (RetinaNet's prior
     initialisation, Lin et al. 2017): small weights, background bias log((1 − prior)(K − 1) / prior).
 
     Lesions and vessels cover well under 1 % of the pixels; a head drawn at random (He init of a 1×1 conv with
     2 outputs has std 1) starts with confident foreground logits on half of the image, a loss several times
     the converged one, and thin students then collapsed to all-background on some seeds.
+
+    ``groups`` = r² for a head followed by a pixel shuffle of factor r: its channel ``k·r² + j`` is class k at
+    sub-pixel j, so the background bias goes to the first r² channels.
     """
     nn.init.normal_(head.weight, 0.0, 0.01)
     if head.bias is not None:
         nn.init.zeros_(head.bias)
+        classes = head.out_channels // groups
         with torch.no_grad():
-            head.bias[0] = math.log((1 - prior) * max(head.out_channels - 1, 1) / prior)
+            head.bias[:groups] = math.log((1 - prior) * max(classes - 1, 1) / prior)
 
 
 class UNet(nn.Module):
@@ -95,23 +99,32 @@ class UNet(nn.Module):
     ``entry_stride=2`` (students): a 3×3 stride-2 conv (``entry``) first, the U-Net at half resolution, and
     the logits upsampled ×2 (bilinear) at the end: full-resolution maps are what make a thin U-Net
     memory-bound on a CPU, so this one runs several times faster for organ- and lesion-sized structures;
-    H and W must then be multiples of ``2**(depth+1)``.
+    H and W must then be multiples of ``2**(depth+1)``. ``entry="shuffle"`` makes that step lossless for thin
+    structures: a pixel unshuffle in (each 2×2 block becomes 4 channels at half resolution, as FFDNet's
+    sub-images) and a pixel shuffle out (the head predicts the 4 full-resolution pixels of each half-resolution
+    position), so every input pixel is seen and every output pixel has its own logits.
     """
 
     def __init__(
         self, *, in_channels: int = 1, num_classes: int = 2, depth: int = 4, base: int = 32, bilinear=True,
-        entry_stride: int = 1,
+        entry_stride: int = 1, entry: str = "conv",
     ):
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be at least 1, not {depth}")
         if entry_stride not in (1, 2):
             raise ValueError(f"entry_stride must be 1 or 2, not {entry_stride}")
+        if entry not in ("conv", "shuffle"):
+            raise ValueError(f"entry must be 'conv' or 'shuffle', not {entry!r}")
         widths = [base * 2**i for i in range(depth + 1)]
         self.depth = depth
         self.entry: nn.Module | None = None
         self.exit: nn.Module | None = None
-        if entry_stride == 2:
+        head_out = num_classes
+        if entry_stride == 2 and entry == "shuffle":
+            self.entry, self.exit = nn.PixelUnshuffle(2), nn.PixelShuffle(2)
+            in_channels, head_out = in_channels * 4, num_classes * 4
+        elif entry_stride == 2:
             self.entry = nn.Sequential(nn.Conv2d(in_channels, base, 3, stride=2, padding=1, bias=False),
                                        nn.BatchNorm2d(base), nn.ReLU(inplace=True))
             self.exit = _upsample()
@@ -124,11 +137,11 @@ class UNet(nn.Module):
         self.decoders = nn.ModuleList(
             UpBlock(widths[i + 1], widths[i], widths[i], bilinear=bilinear) for i in range(depth)
         )
-        self.head = nn.Conv2d(widths[0], num_classes, 1)
+        self.head = nn.Conv2d(widths[0], head_out, 1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        init_prior_head(self.head)
+        init_prior_head(self.head, groups=head_out // num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.entry is not None:
@@ -153,13 +166,14 @@ def unet(
 
 def unet_small(
     *, in_channels: int = 1, num_classes: int = 2, depth: int = 4, base: int = 6, bilinear: bool = True,
-    entry_stride: int = 1,
+    entry_stride: int = 1, entry: str = "conv",
 ) -> UNet:
     """Thin U-Net student: the teacher's design and depth (same input sizes, hook points at the same
     resolutions), base 6: ≈ 0.26 M parameters (base 8, depth 3: 0.11 M). ``entry_stride=2``: the U-Net runs at
-    half resolution behind a stride-2 entry conv (hook points then at twice the teacher's strides)."""
+    half resolution behind a stride-2 entry conv (hook points then at twice the teacher's strides); with
+    ``entry="shuffle"`` behind a pixel unshuffle, with a pixel-shuffle output (see `UNet`)."""
     return UNet(in_channels=in_channels, num_classes=num_classes, depth=depth, base=base, bilinear=bilinear,
-                entry_stride=entry_stride)
+                entry_stride=entry_stride, entry=entry)
 
 
 # features.* slices of MobileNetV2 that end at output strides 2, 4, 8, 16 (encoders) and 32 (bottleneck).
