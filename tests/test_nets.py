@@ -194,6 +194,8 @@ def test_shuffle_entry_unet_is_half_resolution_inside_with_a_prior_at_every_outp
     assert float(background.min()) > 0.95  # not only on one pixel of each 2x2 block
     with pytest.raises(ValueError, match="entry"):
         create_model("unet_small", entry_stride=2, entry="pool")
+    with pytest.raises(ValueError, match="entry_stride 2"):
+        create_model("unet_small", entry="shuffle")
 
 
 def test_dncnn_without_batchnorm_has_none():

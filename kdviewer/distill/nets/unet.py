@@ -116,6 +116,8 @@ class UNet(nn.Module):
             raise ValueError(f"entry_stride must be 1 or 2, not {entry_stride}")
         if entry not in ("conv", "shuffle"):
             raise ValueError(f"entry must be 'conv' or 'shuffle', not {entry!r}")
+        if entry == "shuffle" and entry_stride != 2:
+            raise ValueError("entry 'shuffle' needs entry_stride 2")
         widths = [base * 2**i for i in range(depth + 1)]
         self.depth = depth
         self.entry: nn.Module | None = None
