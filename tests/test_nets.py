@@ -163,16 +163,21 @@ def test_restoration_nets_learn_a_residual():
         assert torch.equal(model(x), x)
 
 
-def test_half_resolution_unet_gives_full_resolution_logits_and_fewer_full_size_maps():
-    """entry_stride=2: logits at the input's size; every inner map at half resolution or below."""
-    model = create_model("unet_small", depth=3, base=8, entry_stride=2).eval()
-    sizes = []
+def _logits_and_conv_widths(model: torch.nn.Module) -> tuple[torch.Tensor, list[int]]:
+    """The model's output on a (1, 1, 64, 48) input and the widths of every Conv2d output on the way."""
+    sizes: list[int] = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1]))
              for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     with torch.no_grad():
-        out = model(torch.randn(1, 1, 64, 48))
+        out = model.eval()(torch.randn(1, 1, 64, 48))
     for h in hooks:
         h.remove()
+    return out, sizes
+
+
+def test_half_resolution_unet_gives_full_resolution_logits_and_fewer_full_size_maps():
+    """entry_stride=2: logits at the input's size; every inner map at half resolution or below."""
+    out, sizes = _logits_and_conv_widths(create_model("unet_small", depth=3, base=8, entry_stride=2))
     assert out.shape == (1, 2, 64, 48)
     assert max(sizes) == 24 and len(sizes) > 10  # widths: 48 / 2 at most
     with pytest.raises(ValueError, match="entry_stride"):
@@ -181,14 +186,7 @@ def test_half_resolution_unet_gives_full_resolution_logits_and_fewer_full_size_m
 
 def test_shuffle_entry_unet_is_half_resolution_inside_with_a_prior_at_every_output_pixel():
     """entry="shuffle": pixel unshuffle in, pixel shuffle out; the RetinaNet prior holds at all 4 sub-pixels."""
-    model = create_model("unet_small", depth=3, base=8, entry_stride=2, entry="shuffle").eval()
-    sizes = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.shape[-1]))
-             for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    with torch.no_grad():
-        out = model(torch.randn(1, 1, 64, 48))
-    for h in hooks:
-        h.remove()
+    out, sizes = _logits_and_conv_widths(create_model("unet_small", depth=3, base=8, entry_stride=2, entry="shuffle"))
     assert out.shape == (1, 2, 64, 48) and max(sizes) == 24
     background = torch.softmax(out, dim=1)[0, 0]
     assert float(background.min()) > 0.95  # not only on one pixel of each 2x2 block
