@@ -53,28 +53,35 @@ def test_training_augmentation_changes_per_epoch_and_repeats_with_the_seed(datas
     assert torch.equal(val[0]["image"], build_datasets(cfg, "classify", None)[1][0]["image"])
 
 
-def test_classification_items_are_decoded_once_and_augmented_afresh(datasets_dir: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("task", ["classify", "segment"])
+def test_items_are_decoded_once_and_augmented_afresh(datasets_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     task: str):
     from kdviewer.distill import data as data_mod
 
-    cfg = {"path": str(datasets_dir / "brain-tumor-mri"), "input_size": [48, 48], "augment": AUG, "max_items": 6}
-    cached, _, _ = build_datasets(cfg, "classify", None)
+    cfg = ({"path": str(datasets_dir / "brain-tumor-mri"), "input_size": [48, 48], "augment": AUG, "max_items": 6}
+           if task == "classify" else
+           {"path": str(datasets_dir / "drive" / "training"), "input_size": [64, 64], "patch_size": [32, 32],
+            "augment": AUG, "max_items": 3, "repeat": 2})
+    cached, _, _ = build_datasets(cfg, task, None)
     loads = []
-    real = data_mod.classify_base
-    monkeypatch.setattr(data_mod, "classify_base", lambda item, c: loads.append(item.key) or real(item, c))
+    name = "classify_base" if task == "classify" else "segment_base"
+    real = getattr(data_mod, name)
+    monkeypatch.setattr(data_mod, name, lambda item, *a: loads.append(item.key) or real(item, *a))
     per_epoch = []
     for epoch in (0, 1, 0):
         cached.set_epoch(epoch)
-        per_epoch.append([cached[i]["image"] for i in range(len(cached))])
-    assert len(loads) == len(cached.items)  # each image read once, not once per epoch
-    assert not torch.equal(per_epoch[0][0], per_epoch[1][0])  # fresh augmentation each epoch
+        per_epoch.append([cached[i] for i in range(len(cached))])
+    assert len(loads) == len(cached.items)  # each image read once, not once per epoch (nor per repeat)
+    assert not torch.equal(per_epoch[0][0]["image"], per_epoch[1][0]["image"])  # fresh augmentation each epoch
     monkeypatch.setattr(data_mod, "BASE_CACHE_BYTES", 0)  # nothing kept: every sample made from the file
-    uncached, _, _ = build_datasets(cfg, "classify", None)
-    for epoch, images in zip((0, 1), per_epoch, strict=False):
+    uncached, _, _ = build_datasets(cfg, task, None)
+    for epoch, samples in zip((0, 1), per_epoch, strict=False):
         uncached.set_epoch(epoch)
-        for i, image in enumerate(images):
-            assert torch.equal(image, uncached[i]["image"]), (epoch, i)
-    assert not uncached._base_cache and all(torch.equal(a, b) for a, b in zip(per_epoch[0], per_epoch[2], strict=True))
+        for i, sample in enumerate(samples):
+            for key, value in sample.items():
+                assert torch.equal(value, uncached[i][key]), (epoch, i, key)
+    assert not uncached._base_cache
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(per_epoch[0], per_epoch[2], strict=True))
 
 
 def test_class_folders_split_stratified_with_max_items(datasets_dir: Path):

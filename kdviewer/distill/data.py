@@ -30,7 +30,13 @@ from torch.utils.data import Dataset
 
 from kdviewer.distill.augment import AugmentConfig
 from kdviewer.distill.data_config import DataConfig, DataConfigError
-from kdviewer.distill.data_samples import classify_base, classify_sample, make_sample
+from kdviewer.distill.data_samples import (
+    classify_base,
+    classify_sample,
+    make_sample,
+    segment_base,
+    segment_sample,
+)
 from kdviewer.study.datasets import (
     Item,
     LabelledDataset,
@@ -55,8 +61,9 @@ class ItemDataset(Dataset):
         self.augment = AugmentConfig.from_dict(cfg.augment) if train else AugmentConfig()
         self.epoch = 0
         self._val_cache: dict[int, dict[str, torch.Tensor]] = {}
-        # classify: decoded + preprocessed images, kept while they fit in BASE_CACHE_BYTES (decoding and the
-        # anti-aliased resize were 80 % of a 96x96 brain MRI sample's 22 ms; augmentation is redrawn per epoch)
+        # classify, segment (not simulated): decoded + preprocessed images (and masks), kept while they fit in
+        # BASE_CACHE_BYTES (decoding and resizing were 80 % of a 96x96 brain MRI sample's 22 ms and of a DRIVE
+        # patch's 53 ms); crops and augmentation are redrawn per epoch
         self._base_cache: dict[int, dict[str, np.ndarray]] = {}
         self._base_bytes = 0
 
@@ -80,6 +87,9 @@ class ItemDataset(Dataset):
         if self.task == "classify":
             arrays = classify_sample(item, self.cfg, self.train, self.augment, self.rng_for(index),
                                      self._base(index % len(self.items), item))
+        elif self.task == "segment" and not self.cfg.simulate:  # simulated nodules are drawn afresh
+            arrays = segment_sample(item, self.cfg, self.train, self.augment, self.rng_for(index),
+                                    self._base(index % len(self.items), item))
         else:
             arrays = make_sample(item, self.cfg, self.task, self.train, self.augment, self.rng_for(index))
         out = {k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in arrays.items()}
@@ -90,7 +100,8 @@ class ItemDataset(Dataset):
     def _base(self, key: int, item: Item) -> dict[str, np.ndarray]:
         base = self._base_cache.get(key)
         if base is None:
-            base = classify_base(item, self.cfg)
+            base = (classify_base(item, self.cfg) if self.task == "classify"
+                    else segment_base(item, self.cfg, self.train, self.rng_for(key)))
             size = sum(a.nbytes for a in base.values())
             if self._base_bytes + size <= BASE_CACHE_BYTES:
                 self._base_cache[key], self._base_bytes = base, self._base_bytes + size

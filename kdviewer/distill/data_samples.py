@@ -98,9 +98,10 @@ def simulated_nodules(item: Item, sample: Sample, cfg: DataConfig, train: bool,
     return simulate_case(img, sample.spacing_mm, cfg.simulate, rng)
 
 
-def segment_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig, rng: np.random.Generator):
-    """image (C, H, W) float32, target int64 (H, W), fov bool (H, W); training crops `patch_size` windows
-    (centred in the lungs when nodules are simulated)."""
+def segment_base(item: Item, cfg: DataConfig, train: bool, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A whole segmentation sample before cropping and augmentation: image (C, H, W) float32 preprocessed,
+    mask (H, W), fov bool (H, W) at the input size, and "focus" (lungs, bool (H, W)) when nodules are simulated.
+    Without simulation it is deterministic (`rng` unused): what `ItemDataset` keeps in memory between epochs."""
     sample = item.load()
     focus = None
     if cfg.simulate:
@@ -116,9 +117,19 @@ def segment_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig,
         fov = resize_2d(fov.astype(np.uint8), cfg.input_size, order=0).astype(bool)
         if focus is not None:
             focus = resize_2d(focus.astype(np.uint8), cfg.input_size, order=0).astype(bool)
+    base = {"image": x, "mask": mask, "fov": fov}
+    return base if focus is None else {**base, "focus": focus}
+
+
+def segment_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig, rng: np.random.Generator,
+                   base: dict[str, np.ndarray] | None = None):
+    """image (C, H, W) float32, target int64 (H, W), fov bool (H, W); training crops `patch_size` windows
+    (centred in the lungs when nodules are simulated). `base`: the item's `segment_base`, if already made."""
+    base = segment_base(item, cfg, train, rng) if base is None else base
+    x, mask, fov = base["image"], base["mask"], base["fov"]
     if train:
         if cfg.patch_size:
-            x, mask, fov = _random_crop([x, mask, fov], cfg.patch_size, rng, focus)
+            x, mask, fov = _random_crop([x, mask, fov], cfg.patch_size, rng, base.get("focus"))
         x, (mask, fov) = augment_arrays(x, [mask, fov.astype(np.uint8)], aug, rng)
     return {"image": x, "target": mask.astype(np.int64), "fov": np.asarray(fov, dtype=bool)}
 
