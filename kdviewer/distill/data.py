@@ -30,13 +30,7 @@ from torch.utils.data import Dataset
 
 from kdviewer.distill.augment import AugmentConfig
 from kdviewer.distill.data_config import DataConfig, DataConfigError
-from kdviewer.distill.data_samples import (
-    classify_base,
-    classify_sample,
-    make_sample,
-    segment_base,
-    segment_sample,
-)
+from kdviewer.distill.data_samples import classify_base, make_sample, segment_base
 from kdviewer.study.datasets import (
     Item,
     LabelledDataset,
@@ -66,6 +60,7 @@ class ItemDataset(Dataset):
         # patch's 53 ms); crops and augmentation are redrawn per epoch
         self._base_cache: dict[int, dict[str, np.ndarray]] = {}
         self._base_bytes = 0
+        self._cacheable = task == "classify" or (task == "segment" and not cfg.simulate)  # nodules: drawn afresh
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose random augmentations and degradations training samples get."""
@@ -84,14 +79,8 @@ class ItemDataset(Dataset):
         if not self.train and index in self._val_cache:
             return self._val_cache[index]
         item = self.items[index % len(self.items)]
-        if self.task == "classify":
-            arrays = classify_sample(item, self.cfg, self.train, self.augment, self.rng_for(index),
-                                     self._base(index % len(self.items), item))
-        elif self.task == "segment" and not self.cfg.simulate:  # simulated nodules are drawn afresh
-            arrays = segment_sample(item, self.cfg, self.train, self.augment, self.rng_for(index),
-                                    self._base(index % len(self.items), item))
-        else:
-            arrays = make_sample(item, self.cfg, self.task, self.train, self.augment, self.rng_for(index))
+        base = self._base(index % len(self.items), item) if self._cacheable else None
+        arrays = make_sample(item, self.cfg, self.task, self.train, self.augment, self.rng_for(index), base)
         out = {k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in arrays.items()}
         if not self.train and (self.task in ("denoise", "super_resolve") or self.cfg.simulate):
             self._val_cache[index] = out  # deterministic and costly (projections, nodules): compute once

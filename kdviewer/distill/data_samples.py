@@ -284,10 +284,11 @@ def restore_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: Aug
 
 
 def make_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: AugmentConfig,
-                rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The arrays of one sample for `task` (dict keys "image", "target", and "fov" for segment)."""
+                rng: np.random.Generator, base: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of one sample for `task` (dict keys "image", "target", and "fov" for segment); `base`: the
+    item's `classify_base` / `segment_base` when the caller keeps them."""
     if task == "classify":
-        return classify_sample(item, cfg, train, aug, rng)
+        return classify_sample(item, cfg, train, aug, rng, base)
     if task == "segment":
-        return segment_sample(item, cfg, train, aug, rng)
+        return segment_sample(item, cfg, train, aug, rng, base)
     return restore_sample(item, cfg, task, train, aug, rng)
