@@ -141,3 +141,63 @@ def test_interpolating_augmentation_is_refused_with_a_pool(slices: Path):
         build_datasets({**_data(slices, realizations=2), "augment": {"rotate_deg": 10, "hflip": True}},
                        "denoise", None)
     build_datasets({**_data(slices, realizations=2), "augment": {"hflip": True}}, "denoise", None)
+
+
+def test_a_pool_teacher_rides_along_with_unchanged_draws(slices: Path):
+    """The teacher runs once per slice (on its whole pool) and its output is cut exactly like the image."""
+    data = {**_data(slices, realizations=2), "patch_size": [16, 16]}
+    plain, val, _ = build_datasets(data, "denoise", None)
+    train, _, _ = build_datasets(data, "denoise", None)
+    calls = []
+
+    def teacher(stack: np.ndarray) -> np.ndarray:  # any pixel-wise function shows where each output came from
+        calls.append(stack.shape)
+        return 2 * stack + 0.25
+
+    train.attach_pool_teacher(teacher)
+    for epoch in range(3):
+        plain.set_epoch(epoch)
+        train.set_epoch(epoch)
+        for i in range(len(train)):
+            a, b = plain[i], train[i]
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["target"], b["target"])
+            assert "teacher" not in a and b["teacher"].shape == (1, 16, 16)
+            torch.testing.assert_close(b["teacher"], 2 * b["image"] + 0.25)
+    assert calls == [(2, 1, SIZE, SIZE)] * len(train.items)
+    with pytest.raises(ValueError, match="training set"):
+        val.attach_pool_teacher(teacher)
+
+
+def test_distill_takes_the_teacher_outputs_from_the_pool(slices: Path, tmp_path: Path):
+    """`cache_teacher = true` on a pooled denoising recipe: the step's teacher outputs are the teacher's
+    whole-slice outputs cut (and flipped / turned) like the patch. A CNN is not flip-equivariant, so they equal
+    the live teacher on the patch taken back to the slice's orientation, away from the patch border."""
+    from kdviewer.distill.recipe import load_recipe
+    from kdviewer.distill.trainer import train_teacher, training_step
+
+    recipes = Path(__file__).resolve().parents[1] / "resources" / "recipes"
+    sets = [f"data.path={slices}", "data.input_size=[32, 32]", "data.patch_size=[16, 16]", "data.window=[128, 256]",
+            "data.degrade.angles=30", "teacher_net.depth=3", "teacher_net.channels=4", "student_net.depth=3",
+            "student_net.channels=4", "train.batch_size=2", "distill.batch_size=2"]
+    teacher = train_teacher(load_recipe(recipes / "ct-denoise.toml", [*sets, "train.max_steps=1"]),
+                            tmp_path / "t", progress="none", export=False)
+    recipe = load_recipe(recipes / "ct-denoise.toml", [*sets, f"teacher={teacher}", "distill.cache_teacher=true"])
+    datasets = build_datasets(recipe.data.table(), "denoise", recipe.recipe_dir)
+    step = training_step(recipe, "distill", datasets=datasets)
+    sample = datasets[0][3]
+    assert "teacher" in sample
+    batch = {k: v[None] for k, v in sample.items()}
+    out, _ = step.teacher_outputs(batch)
+    r = 3  # the receptive-field radius of a 3-layer 3x3 net
+    matches = []
+    for flip in (False, True):
+        for turns in range(4):
+            def g(a: torch.Tensor, flip=flip, turns=turns) -> torch.Tensor:
+                return torch.rot90(a.flip(-1) if flip else a, turns, dims=(-2, -1))
+            with torch.no_grad():
+                live = step.teacher(g(batch["image"]))
+            inner = (g(out) - live)[..., r:-r, r:-r].abs().max()
+            matches.append(bool(inner < 1e-5))
+            if inner < 1e-5:
+                assert (g(out) - live).abs().max() > 1e-5  # at the patch border the whole-slice output differs
+    assert sum(matches) == 1, matches

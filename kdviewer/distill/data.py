@@ -5,7 +5,9 @@ Every sample, for every task, is a dict of tensors:
 - ``"image"``: float32 (C, H, W), the model input (preprocessed by `kdviewer.imaging.preprocess`);
 - ``"target"``: classify → int64 () class index; segment → int64 (H, W) label map;
   denoise → float32 (C, H, W) clean image; super_resolve → float32 (C, s·H, s·W) high-res image;
-- ``"fov"``: segment only, bool (H, W), the field of view (all True when the data has none).
+- ``"fov"``: segment only, bool (H, W), the field of view (all True when the data has none);
+- ``"teacher"``: pooled denoising training draws once a teacher is attached (`ItemDataset.attach_pool_teacher`),
+  float32 (C_out, H, W), the teacher's output cut from its whole-slice output like the image.
 
 Training samples are augmented and degraded afresh each epoch from a generator seeded by
 (seed, epoch, index) (call `set_epoch`); the validation set is never augmented and its degradations are
@@ -30,7 +32,13 @@ from torch.utils.data import Dataset
 
 from kdviewer.distill.augment import AugmentConfig
 from kdviewer.distill.data_config import DataConfig, DataConfigError
-from kdviewer.distill.data_samples import classify_base, make_sample, segment_base
+from kdviewer.distill.data_samples import (
+    PoolTeacher,
+    classify_base,
+    make_sample,
+    pooled_teacher_base,
+    segment_base,
+)
 from kdviewer.study.datasets import (
     Item,
     LabelledDataset,
@@ -61,6 +69,18 @@ class ItemDataset(Dataset):
         self._base_cache: dict[int, dict[str, np.ndarray]] = {}
         self._base_bytes = 0
         self._cacheable = task == "classify" or (task == "segment" and not cfg.simulate)  # nodules: drawn afresh
+        self.pool_teacher: PoolTeacher | None = None
+
+    def attach_pool_teacher(self, teacher: PoolTeacher) -> None:
+        """Give every training draw of a pooled low-dose set (`degrade.realizations` K > 0) a "teacher" entry:
+        the teacher's output on the whole noisy slice it was cut from, computed once per slice and realisation
+        (`pooled_teacher_base`), cut with the same flips and crop. The draws themselves do not change."""
+        if not (self.train and self.task == "denoise" and self.cfg.realizations > 0):
+            raise ValueError("a pool teacher needs the training set of a denoising recipe with "
+                             "degrade.realizations > 0")
+        self.pool_teacher, self._cacheable = teacher, True
+        self._base_cache.clear()
+        self._base_bytes = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose random augmentations and degradations training samples get."""
@@ -89,10 +109,17 @@ class ItemDataset(Dataset):
     def _base(self, key: int, item: Item) -> dict[str, np.ndarray]:
         base = self._base_cache.get(key)
         if base is None:
-            base = (classify_base(item, self.cfg) if self.task == "classify"
-                    else segment_base(item, self.cfg, self.train, self.rng_for(key)))
+            if self.task == "classify":
+                base = classify_base(item, self.cfg)
+            elif self.task == "segment":
+                base = segment_base(item, self.cfg, self.train, self.rng_for(key))
+            else:
+                assert self.pool_teacher is not None
+                base = pooled_teacher_base(item, self.cfg, self.pool_teacher)
             size = sum(a.nbytes for a in base.values())
-            if self._base_bytes + size <= BASE_CACHE_BYTES:
+            # a pool teacher's outputs are always kept (K forwards of a whole slice per draw otherwise), as the
+            # pool itself is: (K * C_out) * H * W * 4 bytes a slice, 84 MiB for the CT denoising recipe
+            if self._base_bytes + size <= BASE_CACHE_BYTES or self.pool_teacher is not None:
                 self._base_cache[key], self._base_bytes = base, self._base_bytes + size
         return base
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -218,40 +219,64 @@ def low_dose_pool(item: Item, cfg: DataConfig) -> tuple[np.ndarray, tuple[np.nda
 
 
 def _dihedral(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-    """The same random flips (left-right, up-down) and quarter turns of (H, W) arrays (quarter turns only
-    when H == W, so the shape stays): they move pixels without interpolating, so the noise keeps its
+    """The same random flips (left-right, up-down) and quarter turns of (..., H, W) arrays (quarter turns
+    only when H == W, so the shape stays): they move pixels without interpolating, so the noise keeps its
     statistics (up to the orientation of its streaks)."""
     if rng.random() < 0.5:
-        arrays = [a[:, ::-1] for a in arrays]
+        arrays = [a[..., ::-1] for a in arrays]
     if rng.random() < 0.5:
-        arrays = [a[::-1] for a in arrays]
+        arrays = [a[..., ::-1, :] for a in arrays]
     turns = int(rng.integers(4))
-    if turns % 2 and arrays[0].shape[0] != arrays[0].shape[1]:
+    if turns % 2 and arrays[0].shape[-2] != arrays[0].shape[-1]:
         turns = 0
-    return [np.rot90(a, turns) for a in arrays] if turns else arrays
+    return [np.rot90(a, turns, axes=(-2, -1)) for a in arrays] if turns else arrays
 
 
-def _pooled_low_dose_sample(item: Item, cfg: DataConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """A training draw from the fixed pool: one of the K realisations at random, flipped / turned, cropped."""
+# A teacher's outputs for a pool: (K, C, H, W) noisy images in, (K, C_out, H, W) outputs out (numpy, float32).
+PoolTeacher = Callable[[np.ndarray], np.ndarray]
+
+
+def pooled_teacher_base(item: Item, cfg: DataConfig, teacher: PoolTeacher) -> dict[str, np.ndarray]:
+    """{"teacher": (K, C_out, H, W)}: the teacher's output on each whole noisy slice of the item's pool, so a
+    KD student's training draw gets its teacher target by the same flips and crop as its input (the teacher
+    then sees the whole slice around a patch, and runs K times per slice instead of once per draw)."""
+    _, noisy = low_dose_pool(item, cfg)
+    out = np.asarray(teacher(np.stack([_channels_out(a, cfg.channels) for a in noisy])), dtype=np.float32)
+    if out.ndim != 4 or out.shape[0] != len(noisy) or out.shape[-2:] != noisy[0].shape:
+        raise ValueError(f"the teacher gave {out.shape} for {len(noisy)} slices of {noisy[0].shape}")
+    out.flags.writeable = False
+    return {"teacher": out}
+
+
+def _pooled_low_dose_sample(item: Item, cfg: DataConfig, rng: np.random.Generator,
+                            base: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """A training draw from the fixed pool: one of the K realisations at random, flipped / turned, cropped;
+    with `base` (`pooled_teacher_base`), also "teacher": the teacher's output on that realisation, cut alike
+    (the random draws are the same with or without it)."""
     target, noisy = low_dose_pool(item, cfg)
-    image = noisy[int(rng.integers(len(noisy)))]
-    image, target = _dihedral([image, target], rng)
+    k = int(rng.integers(len(noisy)))
+    arrays = [noisy[k], target] + ([base["teacher"][k]] if base is not None else [])
+    arrays = _dihedral(arrays, rng)
     if cfg.patch_size:
-        image, target = _random_crop([image, target], cfg.patch_size, rng)
-    return {"image": _channels_out(image, cfg.channels), "target": _channels_out(target, cfg.channels)}
+        arrays = _random_crop(arrays, cfg.patch_size, rng)
+    out = {"image": _channels_out(arrays[0], cfg.channels), "target": _channels_out(arrays[1], cfg.channels)}
+    if base is not None:
+        out["teacher"] = arrays[2]
+    return out
 
 
 def restore_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: AugmentConfig,
-                   rng: np.random.Generator):
+                   rng: np.random.Generator, base: dict[str, np.ndarray] | None = None):
     """denoise: image = degraded, target = clean, (C, H, W); super_resolve: image (C, H/f, W/f),
     target (C, H, W). Intensities through the recipe's window (or the clean image's range).
 
     Low dose with `degrade.realizations` K > 0: training draws come from a fixed pool of K noisy
     realisations per slice (`low_dose_pool`), then random flips / quarter turns and the crop (the recipe's
-    other augmentations are refused by `DataConfig`); validation is as with K = 0 (noise seeded by
-    (seed, index), the same every epoch, and cached by `ItemDataset`)."""
+    other augmentations are refused by `DataConfig`), with the teacher's output cut alike when `base` holds
+    it (`pooled_teacher_base`); validation is as with K = 0 (noise seeded by (seed, index), the same every
+    epoch, and cached by `ItemDataset`)."""
     if train and cfg.realizations > 0:
-        return _pooled_low_dose_sample(item, cfg, rng)
+        return _pooled_low_dose_sample(item, cfg, rng, base)
     sample = item.load()
     grey = to_channels(sample.image, 1)  # (1, H, W) in stored units (HU for CT)
     orig_w = grey.shape[-1]
@@ -285,10 +310,11 @@ def restore_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: Aug
 
 def make_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: AugmentConfig,
                 rng: np.random.Generator, base: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """The arrays of one sample for `task` (dict keys "image", "target", and "fov" for segment); `base`: the
-    item's `classify_base` / `segment_base` when the caller keeps them."""
+    """The arrays of one sample for `task` (dict keys "image", "target", "fov" for segment, "teacher" for a
+    pooled denoising draw with a teacher); `base`: the item's `classify_base` / `segment_base` /
+    `pooled_teacher_base` when the caller keeps them."""
     if task == "classify":
         return classify_sample(item, cfg, train, aug, rng, base)
     if task == "segment":
         return segment_sample(item, cfg, train, aug, rng, base)
-    return restore_sample(item, cfg, task, train, aug, rng)
+    return restore_sample(item, cfg, task, train, aug, rng, base)

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -214,6 +215,7 @@ class _Loop:
                     self._init_adapters()
                 except UnknownLayerError as exc:
                     raise RecipeError(recipe.source, "distill.features", str(exc)) from None
+        self.teacher_outputs = "live"
         self.cache: dict[int, torch.Tensor] | None = self._cache_policy()
         self.wrapped: nn.Module = self.model
         if ctx.distributed:
@@ -266,7 +268,11 @@ class _Loop:
             return fit_linear_upsampler(skip, ((b["image"], b["target"]) for b in loader))
 
     def _cache_policy(self) -> dict[int, torch.Tensor] | None:
-        """A teacher-output cache when asked and valid (same inputs every epoch), else None (live)."""
+        """A teacher-output cache when asked and valid, else None (live); sets `teacher_outputs`.
+
+        "cached": the same inputs every epoch, so the teacher's output per training item (returned dict).
+        "pooled": denoising from a fixed pool of noisy realisations (`degrade.realizations` > 0): the
+        teacher's output on each whole noisy slice, cut like each draw (`ItemDataset.attach_pool_teacher`)."""
         if self.distiller is None or self.teacher is None or not self.recipe.distill.cache_teacher:
             return None
         from kdviewer.distill.augment import AugmentConfig
@@ -277,11 +283,36 @@ class _Loop:
         if not self.distiller.output_only:
             self.reporter.log("cache_teacher: feature methods need the teacher's features every step: computing live")
             return None
+        pooled = self.recipe.task == "denoise" and int((data.degrade or {}).get("realizations", 0) or 0) > 0
+        if pooled and self.cfg.num_workers == 0:
+            self.train_ds.attach_pool_teacher(self._pool_teacher())  # type: ignore[attr-defined]
+            self.teacher_outputs = "pooled"
+            return None
         if augment_on or random_degrade:
-            why = "augmentation (or random crops) is on" if augment_on else "inputs are degraded afresh each epoch"
+            why = ("the pool's teacher outputs live in this process: set num_workers = 0" if pooled
+                   else "augmentation (or random crops) is on" if augment_on
+                   else "inputs are degraded afresh each epoch")
             self.reporter.log(f"cache_teacher: {why}, so cached outputs would be stale: computing live")
             return None
+        self.teacher_outputs = "cached"
         return {}
+
+    def _pool_teacher(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The teacher as a numpy function of a stack of whole noisy slices, one at a time (eval, no grad)."""
+        assert self.teacher is not None
+        model, dev, nhwc = self.teacher.model, self.ctx.device, self.cfg.channels_last
+
+        @torch.no_grad()
+        def run(images: np.ndarray) -> np.ndarray:
+            outs = []
+            for image in images:
+                x = torch.from_numpy(np.ascontiguousarray(image[None])).to(dev)
+                if nhwc:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                outs.append(model(x).float().cpu().numpy()[0])
+            return np.stack(outs)
+
+        return run
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -303,7 +334,7 @@ class _Loop:
                            steps_per_epoch=self.steps_per_epoch, total_steps=total_steps,
                            world_size=ctx.world_size, device=str(ctx.device),
                            resumed_at_step=st.step if self.resume else None,
-                           teacher_outputs="cached" if self.cache is not None else "live",
+                           teacher_outputs=self.teacher_outputs,
                            **({"linear_skip_fit_pixels": fitted} if fitted else {}))
         t_start, step_at_start = time.perf_counter(), st.step
         with _StopFlag() as stop:
@@ -432,7 +463,7 @@ class _Loop:
         teacher = {"id": self.teacher.id, "path": str(self.teacher.path)} if self.teacher else None
         write_run_files(self.run_dir, self.recipe, self.stage, role_of(self.recipe, self.stage), self.meta,
                         world_size=self.ctx.world_size, teacher=teacher,
-                        teacher_outputs="cached" if self.cache is not None else "live")
+                        teacher_outputs=self.teacher_outputs)
 
     def _write_metrics(self) -> None:
         best = self.state.best or {}

@@ -43,8 +43,9 @@ class DistillStep:
 
         epoch: where training is (fractional epochs), for a KD term that ramps up; None: not known (full weight).
 
-        batch: "image" (N, C, H, W) float32, "target" as the task's adapter reads it, and "index" (N,) int64
-        (the items' indices in the training split) when teacher outputs are cached.
+        batch: "image" (N, C, H, W) float32, "target" as the task's adapter reads it, "index" (N,) int64
+        (the items' indices in the training split) when teacher outputs are cached per item, and "teacher"
+        (the teacher's outputs) when the data set supplies them.
         """
         dev = self.ctx.device
         batch = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
@@ -75,6 +76,8 @@ class DistillStep:
         distiller pairs with the student's (an empty list for output-only methods)."""
         assert self.teacher is not None and self.distiller is not None
         teacher, names = self.teacher, self.distiller.teacher_layers
+        if "teacher" in batch:  # cut from the teacher's whole-slice output by the data set (pooled denoising)
+            return batch["teacher"], []
         if self.cache is not None:
             idx = [int(i) for i in batch["index"]]
             missing = [j for j, i in enumerate(idx) if i not in self.cache]
