@@ -236,6 +236,25 @@ def test_dilated_student_sees_as_far_as_the_17_layer_teacher_with_the_same_param
         create_model("denoise_small", depth=8, dilations=(1, 2))
 
 
+def test_ffdnet_sub_images_double_the_view_and_keep_every_pixel():
+    """shuffle = 2: the same layers on the 2x2 sub-images see twice as far (17 -> 34 columns for 8 layers),
+    and the output keeps the input's size; odd sizes and other factors are refused."""
+    net = create_model("denoise_small", depth=8, channels=8, shuffle=2)
+    assert _receptive_field_width(net) == 34
+    plain = count_parameters(create_model("denoise_small", depth=8, channels=8))
+    assert count_parameters(net) == plain + 2 * 3 * 9 * 8 + 3  # head and tail: 3 more channels (and biases)
+    x = torch.randn(2, 1, 20, 24)
+    with torch.no_grad():
+        out = net.eval()(x)
+        # the noise of each pixel of a 2x2 block comes from its own output channel: every pixel is restored
+        assert out.shape == x.shape and bool(((out - x).abs() > 0).all())
+    with pytest.raises(ValueError, match="even height and width"):
+        net(torch.randn(1, 1, 21, 24))
+    for bad in (3, 0, True):
+        with pytest.raises(ValueError, match="shuffle must be"):
+            create_model("dncnn", depth=5, channels=8, shuffle=bad)
+
+
 # Teacher -> student pairs that must differ by at least 10x in parameters (1 channel, 2 classes).
 PAIRS = [
     ("resnet50", "mobilenetv2", {}),
