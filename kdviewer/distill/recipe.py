@@ -89,6 +89,7 @@ class NetConfig:
     skip: str | None = None             # super-resolution nets: bicubic | learned | none
     subpixel: bool | None = None        # srresnet: ESPCN's output stage (no layer at the high resolution)
     dilations: tuple[int, ...] | None = None  # dncnn, denoise_small: one per middle block (IRCNN's wider view)
+    shuffle: int | None = None          # dncnn, denoise_small: 2 runs on FFDNet's 2x2 sub-images
 
     def kwargs(self) -> dict[str, Any]:
         """The options to pass to `create_model`, only those set in the recipe."""
