@@ -283,8 +283,9 @@ class _Loop:
         if not self.distiller.output_only:
             self.reporter.log("cache_teacher: feature methods need the teacher's features every step: computing live")
             return None
-        pooled = (self.recipe.task == "denoise" and int((data.degrade or {}).get("realizations", 0) or 0) > 0
-                  and hasattr(self.train_ds, "attach_pool_teacher"))  # a caller's own data set: live
+        # the data set's own parsed [data] (a caller's own data set without a pool stays live)
+        pooled = (self.recipe.task == "denoise" and hasattr(self.train_ds, "attach_pool_teacher")
+                  and self.train_ds.cfg.realizations > 0)  # type: ignore[attr-defined]
         if pooled and self.cfg.num_workers == 0:
             self.train_ds.attach_pool_teacher(self._pool_teacher())  # type: ignore[attr-defined]
             self.teacher_outputs = "pooled"
