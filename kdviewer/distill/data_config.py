@@ -11,7 +11,7 @@ from kdviewer.distill.augment import IMAGE_ONLY_KEYS, AugmentConfig
 from kdviewer.errors import KdviewerError
 from kdviewer.imaging.nodule_cases import SIMULATION_DEFAULTS
 from kdviewer.imaging.nodules import NODULE_KINDS
-from kdviewer.imaging.preprocess import NORMALIZE_MODES
+from kdviewer.imaging.preprocess import GREY_MODES, NORMALIZE_MODES
 
 TASKS = ("classify", "segment", "denoise", "super_resolve")
 DEGRADE_KINDS = ("low_dose", "gaussian", "downsample")
@@ -87,7 +87,8 @@ def _pair(value: Any, key: str, kind: type = int) -> tuple | None:
 @dataclass(frozen=True)
 class DataConfig:
     """The [data] table. input_size: (H, W) of the (high-res) image; window: (center, width) HU;
-    simulate: {} or the checked `NODULE_DEFAULTS`-like table of simulated nodules (segment task)."""
+    simulate: {} or the checked `NODULE_DEFAULTS`-like table of simulated nodules (segment task); grey: colour to
+    one channel by "luma" or the "green" channel; clahe: CLAHE clip limit (0: off; see `kdviewer.imaging.preprocess`)."""
 
     path: Path
     layout: str = "auto"
@@ -106,6 +107,8 @@ class DataConfig:
     block_size: int | None = None
     simulate: dict = field(default_factory=dict)
     repeat: int = 1
+    grey: str = "luma"
+    clahe: float = 0.0
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], task: str, recipe_dir: Path | None) -> DataConfig:
@@ -138,6 +141,7 @@ class DataConfig:
                 block_size=None if d.get("block_size") is None else int(d["block_size"]),
                 simulate=_simulate(d.get("simulate")),
                 repeat=_repeat(d.get("repeat", 1)),
+                grey=str(d.get("grey", "luma")), clahe=float(d.get("clahe", 0.0)),
             )
         except (TypeError, ValueError) as e:
             raise DataConfigError(f"data: {e}") from e
@@ -156,6 +160,16 @@ class DataConfig:
         if task in ("denoise", "super_resolve") and any(self.augment.get(k) for k in IMAGE_ONLY_KEYS):
             raise DataConfigError(f"data.augment {' / '.join(IMAGE_ONLY_KEYS)} are for classify and segment: for {task} "
                                   "they would change the degradation the model learns to undo (data.degrade does that)")
+        if self.grey not in GREY_MODES:
+            raise DataConfigError(f"data.grey must be one of {GREY_MODES} (colour to one channel), got {self.grey!r}")
+        if self.grey != "luma" and self.channels != 1:
+            raise DataConfigError(f"data.grey = {self.grey!r} makes one channel of a colour image: data.channels "
+                                  "must be 1")
+        if not 0 <= self.clahe <= 1:
+            raise DataConfigError(f"data.clahe is CLAHE's clip limit in (0, 1] (0: off), got {self.clahe}")
+        if self.clahe and task in ("denoise", "super_resolve"):
+            raise DataConfigError(f"data.clahe is for classify and segment: for {task} it would change the "
+                                  "intensities the model must restore")
         if self.normalize not in NORMALIZE_MODES:
             raise DataConfigError(f"data.normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
         if self.normalize == "window" and self.window is None:
@@ -239,5 +253,10 @@ class DataConfig:
     @property
     def preprocess(self) -> dict[str, Any]:
         """What the runtime must do to one image at inference (`kdviewer.imaging.preprocess`)."""
-        return {"normalize": self.normalize, "window": list(self.window) if self.window else None,
-                "resize": "bilinear", "channels": self.in_channels, "slices": self.slices}
+        out = {"normalize": self.normalize, "window": list(self.window) if self.window else None,
+               "resize": "bilinear", "channels": self.in_channels, "slices": self.slices}
+        if self.grey != "luma":
+            out["grey"] = self.grey
+        if self.clahe:
+            out["clahe"] = self.clahe
+        return out

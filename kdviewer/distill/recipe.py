@@ -65,6 +65,8 @@ class DataConfig:
     block_size: int | None = None               # volume slices are split in blocks of this many
     simulate: dict[str, Any] = field(default_factory=dict)  # {kind = "nodules", ...}: see distill.data_config
     repeat: int = 1                             # training samples per item per epoch (fresh random patches)
+    grey: str = "luma"                          # colour to one channel: luma | green
+    clahe: float = 0.0                          # CLAHE clip limit before resizing (0: off)
 
     def table(self) -> dict[str, Any]:
         """The [data] table as `distill.data.build_datasets` reads it (unset options left out)."""

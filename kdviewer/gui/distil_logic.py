@@ -299,7 +299,7 @@ def recipe_dict(form: DistilForm) -> dict[str, Any]:
     model = onnx_teacher_model(form)
     if model is not None:   # the run refuses a teacher whose preprocessing is not the recipe's
         settings = teacher_data(model)
-        for key in ("window", "slices"):
+        for key in ("window", "slices", "grey", "clahe"):
             if key not in settings:
                 data.pop(key, None)   # stale: the shipped recipe's, not the teacher's
         data.update(settings)
@@ -322,6 +322,8 @@ def onnx_teacher_note(path: str) -> str:
     size = "×".join(str(v) for v in data.get("input_size", ())) or "any size"
     norm = data["normalize"] + (f" {data['window'][0]:g}/{data['window'][1]:g}" if "window" in data else "")
     slices = f", {data['slices']} slices" if "slices" in data else ""
+    slices += f", {data['grey']} channel as grey" if "grey" in data else ""
+    slices += f", CLAHE clip {data['clahe']:g}" if "clahe" in data else ""
     return (f"Runs in onnxruntime (sha256 checked at the start). Its card fixes the preprocessing: {norm}, "
             f"{size}, {data['channels']} channel(s){slices}. Output KD methods only (not FitNets / attention).")
 
@@ -337,6 +339,10 @@ def teacher_data(model: Model) -> dict[str, Any]:
         out["window"] = [float(v) for v in pre["window"]]
     if slices > 1:
         out["slices"] = slices
+    if pre.get("grey") and pre["grey"] != "luma":
+        out["grey"] = str(pre["grey"])
+    if pre.get("clahe"):
+        out["clahe"] = float(pre["clahe"])
     _, _, height, width = model.input_shape
     if height and width:
         out["input_size"] = [int(height), int(width)]

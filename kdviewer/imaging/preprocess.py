@@ -4,9 +4,13 @@ A model card's ``input.preprocess`` dict says what to do; `preprocess_image` doe
 and inference cannot differ:
 
     {"normalize": "minmax" | "window" | "zscore" | "none", "window": [center, width] or None,
-     "resize": "bilinear" | "nearest", "channels": 1 | 3, "slices": 1 | 3}
+     "resize": "bilinear" | "nearest", "channels": 1 | 3, "slices": 1 | 3,
+     "grey": "luma" | "green" (absent: luma), "clahe": clip limit in (0, 1] (absent or 0: off)}
 
-Order: channels (colour → grey by luminance, grey → repeated RGB), resize to the input size, normalise.
+Order: channels (colour → grey by luminance or, with ``grey = "green"``, by the green channel, where retinal
+vessels have the most contrast; grey → repeated RGB), CLAHE when asked (each channel scaled to [0, 1] by its
+min and max, then `skimage.exposure.equalize_adapthist` with tiles of 1/8 of the image), resize to the input
+size, normalise.
 """
 
 from __future__ import annotations
@@ -21,14 +25,17 @@ from kdviewer.imaging.resample import resize_2d
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
 _ORDERS = {"bilinear": 1, "nearest": 0, "bicubic": 3}
 NORMALIZE_MODES = ("minmax", "window", "zscore", "none")
+GREY_MODES = ("luma", "green")
 
 
-def to_channels(img: np.ndarray, channels: int, slices: int = 1) -> np.ndarray:
+def to_channels(img: np.ndarray, channels: int, slices: int = 1, grey: str = "luma") -> np.ndarray:
     """(C, H, W) float32 from an (H, W), (H, W, 3) colour or, when `slices` > 1, an (S, H, W) slice stack.
 
-    Colour to one channel by luminance; grey to three channels by repetition; a slice stack keeps its
-    S slices as channels (then `channels` must equal `slices`).
+    Colour to one channel by luminance (`grey` "luma") or its green channel ("green"); grey to three
+    channels by repetition; a slice stack keeps its S slices as channels (then `channels` must equal `slices`).
     """
+    if grey not in GREY_MODES:
+        raise ValueError(f"unknown grey mode {grey!r}; expected one of {GREY_MODES}")
     x = np.asarray(img, dtype=np.float32)
     if slices > 1:
         if x.ndim != 3 or x.shape[0] != slices:
@@ -37,7 +44,10 @@ def to_channels(img: np.ndarray, channels: int, slices: int = 1) -> np.ndarray:
             raise ValueError(f"a stack of {slices} slices gives {slices} channels, not {channels}")
         return x
     if x.ndim == 3 and x.shape[-1] in (3, 4):
-        x = x[..., :3] @ _LUMA if channels == 1 else np.moveaxis(x[..., :3], -1, 0)
+        if channels == 1:
+            x = x[..., 1] if grey == "green" else x[..., :3] @ _LUMA
+        else:
+            x = np.moveaxis(x[..., :3], -1, 0)
         return x[None] if x.ndim == 2 else x
     if x.ndim != 2:
         raise ValueError(f"expected an (H, W) or (H, W, 3) image, got {x.shape}")
@@ -60,6 +70,23 @@ def normalize_image(x: np.ndarray, mode: str, window: Sequence[float] | None = N
     raise ValueError(f"unknown normalize mode {mode!r}; expected one of {NORMALIZE_MODES}")
 
 
+def clahe(x: np.ndarray, clip: float) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation of each channel of a (C, H, W) array, in [0, 1].
+
+    Each channel is first scaled to [0, 1] by its own min and max (a constant channel gives zeros); tiles
+    are 1/8 of the image each way (`skimage.exposure.equalize_adapthist`), `clip` its clip limit in (0, 1].
+    """
+    if not 0 < clip <= 1:
+        raise ValueError(f"CLAHE clip limit must be in (0, 1], got {clip}")
+    from skimage.exposure import equalize_adapthist
+
+    out = np.empty(x.shape, dtype=np.float32)
+    for c, channel in enumerate(np.asarray(x, dtype=np.float32)):
+        scaled = minmax(channel)
+        out[c] = equalize_adapthist(scaled, clip_limit=float(clip)) if scaled.any() else scaled
+    return out
+
+
 def resize_channels(x: np.ndarray, size_hw: Sequence[int] | None, method: str = "bilinear") -> np.ndarray:
     """Resize every channel of a (C, H, W) array to `size_hw` (None: unchanged)."""
     if size_hw is None or tuple(x.shape[1:]) == tuple(int(s) for s in size_hw):
@@ -75,6 +102,8 @@ def preprocess_image(img: np.ndarray, preprocess: Mapping, input_size: Sequence[
     """
     slices = int(preprocess.get("slices", 1) or 1)
     channels = int(preprocess.get("channels", 1) or 1)
-    x = to_channels(img, channels if slices == 1 else slices, slices)
+    x = to_channels(img, channels if slices == 1 else slices, slices, str(preprocess.get("grey") or "luma"))
+    if preprocess.get("clahe"):
+        x = clahe(x, float(preprocess["clahe"]))
     x = resize_channels(x, input_size, preprocess.get("resize", "bilinear") or "bilinear")
     return normalize_image(x, preprocess.get("normalize", "minmax") or "none", preprocess.get("window"))
