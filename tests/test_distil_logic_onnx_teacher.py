@@ -83,6 +83,7 @@ def test_recipe_takes_the_onnx_teachers_preprocessing(tmp_path: Path) -> None:
     data = raw["data"]
     assert data["normalize"] == "window" and data["window"] == [60.0, 400.0]
     assert data["input_size"] == [256, 256] and data["channels"] == 1 and "slices" not in data
+    assert shipped["grey"] == "green" and shipped["clahe"] > 0 and "grey" not in data and "clahe" not in data
     assert data["patch_size"] == shipped["patch_size"]     # the rest of the shipped recipe stays
 
     lung = logic.recipe_dict(segment_form(tmp_path, LUNG.with_suffix(".onnx")))["data"]   # by its .onnx
@@ -101,6 +102,15 @@ def test_a_stale_window_is_removed(tmp_path: Path) -> None:
                       **{"input.preprocess.normalize": "zscore", "input.preprocess.window": None})
     data = logic.recipe_dict(segment_form(tmp_path, card, method="restoration", task="denoise"))["data"]
     assert data["normalize"] == "zscore" and "window" not in data
+
+
+def test_a_cards_green_channel_and_clahe_reach_the_recipe_and_the_note(tmp_path: Path) -> None:
+    card = write_card(tmp_path / "cards", LIVER, "green-teacher",
+                      **{"input.preprocess.grey": "green", "input.preprocess.clahe": 0.02})
+    data = logic.recipe_dict(segment_form(tmp_path, card))["data"]
+    assert (data["grey"], data["clahe"]) == ("green", 0.02)
+    note = logic.onnx_teacher_note(str(card))
+    assert "green channel as grey" in note and "CLAHE clip 0.02" in note
 
 
 def test_the_recipe_passes_the_engines_check(tmp_path: Path) -> None:

@@ -104,6 +104,18 @@ def test_drive_trains_on_patches_and_validates_on_whole_images(datasets_dir: Pat
     assert set(v["target"].unique().tolist()) == {0, 1}
 
 
+def test_drive_green_channel_with_clahe_is_what_the_runtime_computes(datasets_dir: Path):
+    train, val, meta = build_datasets(
+        {"path": str(datasets_dir / "drive"), "input_size": [96, 96], "patch_size": [32, 32], "grey": "green",
+         "clahe": 0.01, "normalize": "zscore", "max_items": 2}, "segment", None)
+    assert meta["preprocess"]["grey"] == "green" and meta["preprocess"]["clahe"] == 0.01
+    raw = val.items[0].load().image
+    np.testing.assert_array_equal(val[0]["image"].numpy(), preprocess_image(raw, meta["preprocess"], (96, 96)))
+    luma = preprocess_image(raw, {**meta["preprocess"], "grey": "luma", "clahe": 0}, (96, 96))
+    assert not np.allclose(val[0]["image"].numpy(), luma)
+    assert train[0]["image"].shape == (1, 32, 32)
+
+
 def test_volume_slices_are_2_5d_and_split_by_blocks(datasets_dir: Path):
     train, val, meta = build_datasets(
         {"path": str(datasets_dir / "ircadb-liver17"), "input_size": [64, 64], "window": [60, 400],
@@ -200,6 +212,12 @@ def test_blur_and_noise_change_the_image_only_on_some_draws_and_never_the_mask()
         AugmentConfig.from_dict({"blur": -1})
 
 
+def test_clahe_is_refused_for_restoration(datasets_dir: Path):
+    with pytest.raises(DataConfigError, match="data.clahe"):
+        build_datasets({"path": "tcia-lung-ct/dicom", "layout": "plain_images", "input_size": [64, 64],
+                        "clahe": 0.01, "degrade": {"kind": "gaussian", "sigma": 0.05}}, "denoise", datasets_dir)
+
+
 def test_blur_and_noise_are_refused_for_restoration(datasets_dir: Path):
     with pytest.raises(DataConfigError, match="degradation"):
         build_datasets({"path": "tcia-lung-ct/dicom", "layout": "plain_images", "input_size": [64, 64],
@@ -212,6 +230,9 @@ def test_blur_and_noise_are_refused_for_restoration(datasets_dir: Path):
     ({"input_size": [64, 64]}, "data.path"),
     ({"path": "pneumoniamnist", "normalize": "window"}, "data.window"),
     ({"path": "pneumoniamnist", "degrade": {"kind": "blur"}}, "degrade.kind"),
+    ({"path": "pneumoniamnist", "grey": "red"}, "data.grey"),
+    ({"path": "pneumoniamnist", "grey": "green", "channels": 3}, "data.channels"),
+    ({"path": "pneumoniamnist", "clahe": 1.5}, "data.clahe"),
 ])
 def test_bad_data_tables_name_the_key(datasets_dir: Path, data: dict, match: str):
     with pytest.raises(DataConfigError, match=match):

@@ -86,12 +86,12 @@ def check_compatible(model: Model, recipe: Recipe) -> None:
     if data.normalize == "window" and [float(v) for v in pre.get("window") or ()] != [
             float(v) for v in data.window or ()]:
         refuse(f"its window is {pre.get('window')}, the recipe's is {list(data.window or ())}")
+    if model.channels != data.channels * data.slices:
+        refuse(f"it takes {model.channels} input channels, the recipe gives {data.channels * data.slices}")
     for key, default in (("grey", "luma"), ("clahe", 0.0)):
         theirs, ours = pre.get(key) or default, getattr(data, key)
         if theirs != ours:
             refuse(f"its preprocessing has {key} = {theirs!r}, the recipe's data.{key} = {ours!r}")
-    if model.channels != data.channels * data.slices:
-        refuse(f"it takes {model.channels} input channels, the recipe gives {data.channels * data.slices}")
     if recipe.task not in _DENSE_TASKS and tuple(model.input_hw) != tuple(data.input_size):
         refuse(f"it takes {model.input_hw[0]}x{model.input_hw[1]} inputs, the recipe gives "
                f"{data.input_size[0]}x{data.input_size[1]}")
