@@ -196,6 +196,33 @@ def test_shuffle_entry_unet_is_half_resolution_inside_with_a_prior_at_every_outp
         create_model("unet_small", entry="shuffle")
 
 
+def test_detail_branch_starts_as_the_shuffle_unet_and_sees_single_pixels():
+    """detail=D: a full-resolution branch added to the shuffle U-Net's logits; zero at the start (the same
+    outputs as without it), and after training it moves the logits of one pixel of a 2x2 block alone."""
+    plain = create_model("unet_small", depth=3, base=8, entry_stride=2, entry="shuffle")
+    with_detail = create_model("unet_small", depth=3, base=8, entry_stride=2, entry="shuffle", detail=4)
+    missing = with_detail.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("detail.") for k in missing)
+    out, sizes = _logits_and_conv_widths(with_detail)
+    assert out.shape == (1, 2, 64, 48) and sizes.count(48) == 2   # the branch's two convs, nothing else
+    x = torch.randn(1, 1, 64, 48)
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(x), with_detail.eval()(x))
+        torch.nn.init.normal_(with_detail.detail[-1].weight)
+        y = x.clone()
+        y[0, 0, 30, 20] += 5.0                                     # one pixel of one 2x2 block
+        branch = (with_detail.detail(y) - with_detail.detail(x)).abs().amax(dim=(0, 1))
+        total = with_detail(y) - with_detail(x)
+        assert torch.allclose(total, plain.eval()(y) - plain(x) + with_detail.detail(y) - with_detail.detail(x),
+                              atol=1e-5)
+    changed = branch.nonzero()
+    assert branch[30, 20] > 0 and changed[:, 0].min() >= 28 and changed[:, 0].max() <= 32
+    assert changed[:, 1].min() >= 18 and changed[:, 1].max() <= 22   # a 5x5 full-resolution view
+    for bad in ({"detail": 4}, {"detail": 4, "entry_stride": 2}, {"detail": -1, "entry_stride": 2, "entry": "shuffle"}):
+        with pytest.raises(ValueError, match="detail"):
+            create_model("unet_small", **bad)
+
+
 def test_dncnn_without_batchnorm_has_none():
     plain = create_model("dncnn", depth=5, channels=8, batch_norm=False)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())

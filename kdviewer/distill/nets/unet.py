@@ -102,12 +102,17 @@ class UNet(nn.Module):
     H and W must then be multiples of ``2**(depth+1)``. ``entry="shuffle"`` makes that step lossless for thin
     structures: a pixel unshuffle in (each 2×2 block becomes 4 channels at half resolution, as FFDNet's
     sub-images) and a pixel shuffle out (the head predicts the 4 full-resolution pixels of each half-resolution
-    position), so every input pixel is seen and every output pixel has its own logits.
+    position), so every input pixel is seen and every output pixel has its own logits. ``detail=D`` (with
+    ``entry="shuffle"``) adds a full-resolution detail branch: 3×3 conv of the input to D channels, ReLU, 3×3 conv
+    to the classes, added to the pixel-shuffled logits (a 5×5 full-resolution view for the 1-2 px structures
+    that the 2×2 blocks blur; the only full-resolution work, a few channels wide, as the spatial path of a
+    two-branch segmenter such as BiSeNet). Its last conv starts at zero, so training starts from the plain
+    shuffle U-Net.
     """
 
     def __init__(
         self, *, in_channels: int = 1, num_classes: int = 2, depth: int = 4, base: int = 32, bilinear=True,
-        entry_stride: int = 1, entry: str = "conv",
+        entry_stride: int = 1, entry: str = "conv", detail: int = 0,
     ):
         super().__init__()
         if depth < 1:
@@ -118,11 +123,19 @@ class UNet(nn.Module):
             raise ValueError(f"entry must be 'conv' or 'shuffle', not {entry!r}")
         if entry == "shuffle" and entry_stride != 2:
             raise ValueError("entry 'shuffle' needs entry_stride 2")
+        if detail < 0 or (detail and entry != "shuffle"):
+            raise ValueError(f"detail (a full-resolution branch of D >= 1 channels) needs entry 'shuffle', got "
+                             f"detail={detail} with entry {entry!r}")
         widths = [base * 2**i for i in range(depth + 1)]
         self.depth = depth
         self.entry: nn.Module | None = None
         self.exit: nn.Module | None = None
+        self.detail: nn.Sequential | None = None
         head_out = num_classes
+        if detail:
+            self.detail = nn.Sequential(nn.Conv2d(in_channels, detail, 3, padding=1, bias=False),
+                                        nn.BatchNorm2d(detail), nn.ReLU(inplace=True),
+                                        nn.Conv2d(detail, num_classes, 3, padding=1))
         if entry_stride == 2 and entry == "shuffle":
             self.entry, self.exit = nn.PixelUnshuffle(2), nn.PixelShuffle(2)
             in_channels, head_out = in_channels * 4, num_classes * 4
@@ -144,8 +157,12 @@ class UNet(nn.Module):
             if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         init_prior_head(self.head, groups=head_out // num_classes)
+        if self.detail is not None:
+            nn.init.zeros_(self.detail[-1].weight)
+            nn.init.zeros_(self.detail[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        full = x
         if self.entry is not None:
             x = self.entry(x)
         skips = []
@@ -156,7 +173,8 @@ class UNet(nn.Module):
         for i in reversed(range(self.depth)):
             x = self.decoders[i](x, skips[i])
         x = self.head(x)
-        return x if self.exit is None else self.exit(x)
+        x = x if self.exit is None else self.exit(x)
+        return x if self.detail is None else x + self.detail(full)
 
 
 def unet(
@@ -168,14 +186,15 @@ def unet(
 
 def unet_small(
     *, in_channels: int = 1, num_classes: int = 2, depth: int = 4, base: int = 6, bilinear: bool = True,
-    entry_stride: int = 1, entry: str = "conv",
+    entry_stride: int = 1, entry: str = "conv", detail: int = 0,
 ) -> UNet:
     """Thin U-Net student: the teacher's design and depth (same input sizes, hook points at the same
     resolutions), base 6: ≈ 0.26 M parameters (base 8, depth 3: 0.11 M). ``entry_stride=2``: the U-Net runs at
     half resolution behind a stride-2 entry conv (hook points then at twice the teacher's strides); with
-    ``entry="shuffle"`` behind a pixel unshuffle, with a pixel-shuffle output (see `UNet`)."""
+    ``entry="shuffle"`` behind a pixel unshuffle, with a pixel-shuffle output; ``detail=D`` adds a full-resolution
+    branch of D channels to that (see `UNet`)."""
     return UNet(in_channels=in_channels, num_classes=num_classes, depth=depth, base=base, bilinear=bilinear,
-                entry_stride=entry_stride, entry=entry)
+                entry_stride=entry_stride, entry=entry, detail=detail)
 
 
 # features.* slices of MobileNetV2 that end at output strides 2, 4, 8, 16 (encoders) and 32 (bottleneck).
