@@ -83,7 +83,6 @@ def test_recipe_takes_the_onnx_teachers_preprocessing(tmp_path: Path) -> None:
     data = raw["data"]
     assert data["normalize"] == "window" and data["window"] == [60.0, 400.0]
     assert data["input_size"] == [256, 256] and data["channels"] == 1 and "slices" not in data
-    assert shipped["grey"] == "green" and shipped["clahe"] > 0 and "grey" not in data and "clahe" not in data
     assert data["patch_size"] == shipped["patch_size"]     # the rest of the shipped recipe stays
 
     lung = logic.recipe_dict(segment_form(tmp_path, LUNG.with_suffix(".onnx")))["data"]   # by its .onnx
@@ -102,6 +101,21 @@ def test_a_stale_window_is_removed(tmp_path: Path) -> None:
                       **{"input.preprocess.normalize": "zscore", "input.preprocess.window": None})
     data = logic.recipe_dict(segment_form(tmp_path, card, method="restoration", task="denoise"))["data"]
     assert data["normalize"] == "zscore" and "window" not in data
+
+
+def test_a_stale_green_channel_and_clahe_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shipped recipe with the green channel and CLAHE, and a teacher whose card has neither: both go."""
+    original = logic.shipped_recipe
+
+    def green_recipe(task: str) -> dict:
+        raw = original(task)
+        raw["data"].update(grey="green", clahe=0.01)
+        return raw
+
+    monkeypatch.setattr(logic, "shipped_recipe", green_recipe)
+    assert logic.shipped_recipe("segment")["data"]["grey"] == "green"
+    data = logic.recipe_dict(segment_form(tmp_path, LIVER))["data"]
+    assert "grey" not in data and "clahe" not in data and data["normalize"] == "window"
 
 
 def test_a_cards_green_channel_and_clahe_reach_the_recipe_and_the_note(tmp_path: Path) -> None:
