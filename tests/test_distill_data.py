@@ -116,6 +116,22 @@ def test_drive_green_channel_with_clahe_is_what_the_runtime_computes(datasets_di
     assert train[0]["image"].shape == (1, 32, 32)
 
 
+def test_int8_calibration_of_a_patch_trained_model_sees_whole_unaugmented_training_images(datasets_dir: Path):
+    from kdviewer.distill.export_int8 import calibration_set
+
+    train, _val, meta = build_datasets(
+        {"path": str(datasets_dir / "drive"), "input_size": [96, 96], "patch_size": [32, 32], "augment": AUG,
+         "normalize": "zscore", "max_items": 2}, "segment", None)
+    calib = calibration_set(train)
+    assert train[0]["image"].shape == (1, 32, 32) and calib[0]["image"].shape == (1, 96, 96)
+    assert [i.key for i in calib.items] == [i.key for i in train.items]
+    np.testing.assert_array_equal(calib[1]["image"].numpy(),
+                                  preprocess_image(train.items[1].load().image, meta["preprocess"], (96, 96)))
+    whole, _, _ = build_datasets({"path": "pneumoniamnist", "input_size": [32, 32], "max_items": 4}, "classify",
+                                 datasets_dir)
+    assert calibration_set(whole) is whole
+
+
 def test_volume_slices_are_2_5d_and_split_by_blocks(datasets_dir: Path):
     train, val, meta = build_datasets(
         {"path": str(datasets_dir / "ircadb-liver17"), "input_size": [64, 64], "window": [60, 400],

@@ -26,8 +26,22 @@ from kdviewer.modelcard import ModelCard, save_card, sha256_file
 CALIBRATION_IMAGES = 64
 
 
+def calibration_set(train_ds: Any) -> Any:
+    """The training items as the model sees them at inference: a data set that trains on random patches
+    (``data.patch_size``) gives its whole, un-augmented training images instead (the exported model's input is
+    the whole image, and calibration must see the activations of that input); others are used as they are."""
+    cfg = getattr(train_ds, "cfg", None)
+    if cfg is None or not cfg.patch_size:
+        return train_ds
+    from kdviewer.distill.data import ItemDataset
+
+    return ItemDataset(train_ds.items, cfg, train_ds.task, train=False)
+
+
 def _calibration_reader(train_ds: Any) -> Any:
     from onnxruntime.quantization import CalibrationDataReader
+
+    train_ds = calibration_set(train_ds)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
