@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kdviewer.imaging.preprocess import clahe, preprocess_image, to_channels
+from kdviewer.imaging.preprocess import clahe, optional_steps, preprocess_image, to_channels
 
 
 def _rgb(h: int = 64, w: int = 64) -> np.ndarray:
@@ -63,3 +63,13 @@ def test_preprocess_image_runs_grey_clahe_resize_normalise_in_that_order():
     old = {"normalize": "zscore", "channels": 1}
     np.testing.assert_array_equal(preprocess_image(img, old, (48, 40)),
                                   zscore(resize_channels(to_channels(img, 1), (48, 40))))
+
+
+def test_optional_steps_keep_only_what_differs_from_the_defaults_typed_as_a_card_writes_them():
+    # an older card (no keys), explicit defaults and None all mean "not set": nothing for a card to carry
+    assert optional_steps({}) == {}
+    assert optional_steps({"grey": "luma", "clahe": 0, "normalize": "zscore"}) == {}
+    assert optional_steps({"grey": None, "clahe": None}) == {}
+    # set steps come back typed (a clip read from TOML or JSON as a string or int is a float)
+    assert optional_steps({"grey": "green", "clahe": "0.01"}) == {"grey": "green", "clahe": 0.01}
+    assert optional_steps({"clahe": 1}) == {"clahe": 1.0}

@@ -11,7 +11,7 @@ from kdviewer.distill.augment import IMAGE_ONLY_KEYS, AugmentConfig
 from kdviewer.errors import KdviewerError
 from kdviewer.imaging.nodule_cases import SIMULATION_DEFAULTS
 from kdviewer.imaging.nodules import NODULE_KINDS
-from kdviewer.imaging.preprocess import GREY_MODES, NORMALIZE_MODES
+from kdviewer.imaging.preprocess import GREY_MODES, NORMALIZE_MODES, OPTIONAL_DEFAULTS, optional_steps
 
 TASKS = ("classify", "segment", "denoise", "super_resolve")
 DEGRADE_KINDS = ("low_dose", "gaussian", "downsample")
@@ -141,7 +141,7 @@ class DataConfig:
                 block_size=None if d.get("block_size") is None else int(d["block_size"]),
                 simulate=_simulate(d.get("simulate")),
                 repeat=_repeat(d.get("repeat", 1)),
-                grey=str(d.get("grey", "luma")), clahe=float(d.get("clahe", 0.0)),
+                grey=str(d.get("grey", OPTIONAL_DEFAULTS["grey"])), clahe=float(d.get("clahe", OPTIONAL_DEFAULTS["clahe"])),
             )
         except (TypeError, ValueError) as e:
             raise DataConfigError(f"data: {e}") from e
@@ -255,8 +255,5 @@ class DataConfig:
         """What the runtime must do to one image at inference (`kdviewer.imaging.preprocess`)."""
         out = {"normalize": self.normalize, "window": list(self.window) if self.window else None,
                "resize": "bilinear", "channels": self.in_channels, "slices": self.slices}
-        if self.grey != "luma":
-            out["grey"] = self.grey
-        if self.clahe:
-            out["clahe"] = self.clahe
+        out.update(optional_steps({"grey": self.grey, "clahe": self.clahe}))
         return out

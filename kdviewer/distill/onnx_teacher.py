@@ -21,6 +21,7 @@ from torch import nn
 from kdviewer.distill.recipe import Recipe, RecipeError
 from kdviewer.distill.trainer_kd import FEATURE_METHODS
 from kdviewer.errors import KdviewerError
+from kdviewer.imaging.preprocess import OPTIONAL_DEFAULTS, optional_steps
 from kdviewer.runtime.errors import RuntimeLayerError
 from kdviewer.runtime.registry import Model, names_model_file, resolve_model
 
@@ -88,8 +89,9 @@ def check_compatible(model: Model, recipe: Recipe) -> None:
         refuse(f"its window is {pre.get('window')}, the recipe's is {list(data.window or ())}")
     if model.channels != data.channels * data.slices:
         refuse(f"it takes {model.channels} input channels, the recipe gives {data.channels * data.slices}")
-    for key, default in (("grey", "luma"), ("clahe", 0.0)):
-        theirs, ours = pre.get(key) or default, getattr(data, key)
+    theirs_steps, ours_steps = optional_steps(pre), optional_steps({"grey": data.grey, "clahe": data.clahe})
+    for key, default in OPTIONAL_DEFAULTS.items():
+        theirs, ours = theirs_steps.get(key, default), ours_steps.get(key, default)
         if theirs != ours:
             refuse(f"its preprocessing has {key} = {theirs!r}, the recipe's data.{key} = {ours!r}")
     if recipe.task not in _DENSE_TASKS and tuple(model.input_hw) != tuple(data.input_size):

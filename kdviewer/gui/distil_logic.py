@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 
 from kdviewer.errors import KdviewerError
+from kdviewer.imaging.preprocess import optional_steps
 from kdviewer.jobs import JobRecord, JobState, format_event, parse_event
 
 if TYPE_CHECKING:
@@ -339,10 +340,7 @@ def teacher_data(model: Model) -> dict[str, Any]:
         out["window"] = [float(v) for v in pre["window"]]
     if slices > 1:
         out["slices"] = slices
-    if pre.get("grey") and pre["grey"] != "luma":
-        out["grey"] = str(pre["grey"])
-    if pre.get("clahe"):
-        out["clahe"] = float(pre["clahe"])
+    out.update(optional_steps(pre))
     _, _, height, width = model.input_shape
     if height and width:
         out["input_size"] = [int(height), int(width)]

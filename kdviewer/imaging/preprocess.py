@@ -26,6 +26,18 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillo
 _ORDERS = {"bilinear": 1, "nearest": 0, "bicubic": 3}
 NORMALIZE_MODES = ("minmax", "window", "zscore", "none")
 GREY_MODES = ("luma", "green")
+OPTIONAL_DEFAULTS: dict[str, str | float] = {"grey": "luma", "clahe": 0.0}  # card keys written only when not these
+
+
+def optional_steps(preprocess: Mapping[str, object]) -> dict[str, str | float]:
+    """The optional steps of a preprocess dict (`grey`, `clahe`) that differ from their defaults, typed as a card
+    writes them: what a card carries, what a recipe's data makes, and what two of them must agree on."""
+    out: dict[str, str | float] = {}
+    for key, default in OPTIONAL_DEFAULTS.items():
+        value = type(default)(preprocess.get(key) or default)
+        if value != default:
+            out[key] = value
+    return out
 
 
 def to_channels(img: np.ndarray, channels: int, slices: int = 1, grey: str = "luma") -> np.ndarray:
@@ -102,7 +114,7 @@ def preprocess_image(img: np.ndarray, preprocess: Mapping, input_size: Sequence[
     """
     slices = int(preprocess.get("slices", 1) or 1)
     channels = int(preprocess.get("channels", 1) or 1)
-    x = to_channels(img, channels if slices == 1 else slices, slices, str(preprocess.get("grey") or "luma"))
+    x = to_channels(img, channels if slices == 1 else slices, slices, str(preprocess.get("grey") or OPTIONAL_DEFAULTS["grey"]))
     if preprocess.get("clahe"):
         x = clahe(x, float(preprocess["clahe"]))
     x = resize_channels(x, input_size, preprocess.get("resize", "bilinear") or "bilinear")
