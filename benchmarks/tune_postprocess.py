@@ -1,14 +1,14 @@
-"""Choose a segmentation model's post-processing (class-1 threshold, smallest kept component) on its TRAINING
-split, then report the choice on the validation split beside the card's current setting.
+"""Choose a segmentation model's post-processing (class-1 threshold, smallest kept component, lung gate) on its
+TRAINING split, then report the choice on the validation split beside the card's current setting.
 
     python benchmarks/tune_postprocess.py MODEL --data DATA [--thresholds 0.5,0.7] [--min-diameters 0,3,5]
-                                          [--write]
+                                          [--lung-gates 0,3,6] [--write]
 
 The training split is the model's own (rebuilt from its card's recipe, as `kdviewer evaluate --split train`:
 for simulated nodules, training's slices with fixed, validation-style nodules). Each image's probabilities are
-computed once; every (threshold, min_diameter_mm) pair is then scored with the runtime's own post-processing
+computed once; every (threshold, min_diameter_mm, lung_gate_mm) choice is then scored with the runtime's own post-processing
 (`runtime.segment.probabilities_to_labels` + `postprocess_labels`) and `kdviewer evaluate`'s per-image Dice
-(mean over images whose truth or prediction is non-empty, inside the field of view). The pair with the best
+(mean over images whose truth or prediction is non-empty, inside the field of view). The choice with the best
 training Dice wins (ties: the simpler one, listed first); the validation numbers are printed, never used to
 choose. `--write` stores the choice in the model's card (`postprocess`; the ONNX file and its sha256 are
 unchanged).
@@ -38,8 +38,9 @@ def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
 
 
-def case_arrays(model: Model, data: str, split: str, threads: int) -> list[tuple[np.ndarray, np.ndarray, Any]]:
-    """(class-1 probability map, truth mask, spacing) of every item of the model's `split`, on the masks' grid."""
+def case_arrays(model: Model, data: str, split: str, threads: int) -> list[tuple[Any, ...]]:
+    """(probabilities, truth mask, spacing, field of view, image) of every item of the model's `split`, on the
+    masks' grid (the image as the data holds it: HU for CT, what a lung gate reads)."""
     _ds, _split, items = dataset_items(data, "segment", split, model=model)
     pred = SlicePredictor(model, threads)
     out = []
@@ -51,16 +52,17 @@ def case_arrays(model: Model, data: str, split: str, threads: int) -> list[tuple
         if probs.shape[1:] != hw:
             probs = np.moveaxis(resize_2d(np.moveaxis(probs, 0, -1), hw, order=1), -1, 0)
         fov = np.ones(hw, bool) if sample.fov is None else np.asarray(sample.fov, bool)
-        out.append((probs, np.asarray(sample.mask) > 0, sample.spacing_mm, fov))
+        out.append((probs, np.asarray(sample.mask) > 0, sample.spacing_mm, fov, sample.image))
     return out
 
 
 def mean_dice(cases: list, postprocess: dict[str, Any]) -> tuple[float, int]:
     """`kdviewer evaluate`'s per-image Dice under `postprocess`, and how many images it averages."""
     scores = []
-    for probs, truth, spacing, fov in cases:
+    for probs, truth, spacing, fov, image in cases:
         labels = probabilities_to_labels(probs[None], postprocess)[0]
-        labels = postprocess_labels(labels, postprocess, probs.shape[0], spacing=spacing)
+        gate = image if postprocess.get("lung_gate_mm") else None
+        labels = postprocess_labels(labels, postprocess, probs.shape[0], spacing=spacing, image=gate)
         a, b = (labels > 0) & fov, truth & fov
         if a.any() or b.any():
             scores.append(dice(a, b))
@@ -70,12 +72,15 @@ def mean_dice(cases: list, postprocess: dict[str, Any]) -> tuple[float, int]:
 KEPT = ("largest_component", "fill_holes")  # the card's other steps stay as they are
 
 
-def candidate(threshold: float, min_d: float, current: dict[str, Any]) -> dict[str, Any]:
-    """The post-processing to try: argmax (0.5) or a class-1 threshold, the card's other steps, a size floor."""
+def candidate(threshold: float, min_d: float, current: dict[str, Any], gate: float = 0.0) -> dict[str, Any]:
+    """The post-processing to try: argmax (0.5) or a class-1 threshold, the card's other steps, a size floor,
+    a lung gate (`postprocess_labels`' lung_gate_mm; CT in HU only)."""
     pp: dict[str, Any] = {"argmax": True} if threshold == 0.5 else {"threshold": threshold}
     pp.update({k: v for k, v in current.items() if k in KEPT})
     if min_d > 0:
         pp["min_diameter_mm"] = min_d
+    if gate > 0:
+        pp["lung_gate_mm"] = gate
     return pp
 
 
@@ -85,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="the model's training data (its recipe's data.path)")
     parser.add_argument("--thresholds", default="0.5,0.6,0.7,0.8", help="class-1 thresholds to try (0.5: argmax)")
     parser.add_argument("--min-diameters", default="0,2,3,4,5", help="smallest kept component, mm (0: off)")
+    parser.add_argument("--lung-gates", default="0", help="lung gates to try, closing radius in mm (0: off; CT)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="store the choice in the model's card")
     args = parser.parse_args(argv)
@@ -92,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         model = resolve_model(args.model)
         if model.task != "segment":
             raise KdviewerError(f"{model.id} is a {model.task} model: post-processing is tuned for segmentation")
-        grid = [(t, d) for d in _floats(args.min_diameters) for t in _floats(args.thresholds)]
+        grid = [(t, d, g) for g in _floats(args.lung_gates) for d in _floats(args.min_diameters)
+                for t in _floats(args.thresholds)]
         train = case_arrays(model, args.data, "train", args.threads)
         val = case_arrays(model, args.data, "val", args.threads)
     except (KdviewerError, ValueError, OSError) as exc:
@@ -100,21 +107,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     current = dict(model.postprocess)
     rows = []
-    for t, d in grid:
-        pp = candidate(t, d, current)
+    for t, d, g in grid:
+        pp = candidate(t, d, current, g)
         (tr, n_tr), (va, n_va) = mean_dice(train, pp), mean_dice(val, pp)
-        rows.append((t, d, tr, n_tr, va, n_va))
-    best = max(rows, key=lambda r: (r[2], -grid.index((r[0], r[1]))))
+        rows.append((t, d, g, tr, n_tr, va, n_va))
+    best = max(rows, key=lambda r: (r[3], -grid.index(r[:3])))
     (cur_tr, _), (cur_va, _) = mean_dice(train, current), mean_dice(val, current)
     print(f"{model.id}: per-image Dice on {len(train)} training / {len(val)} validation images "
           f"(chosen on training only)")
-    print(f"{'threshold':>9} {'min d (mm)':>10} {'train Dice':>10} {'(images)':>8} {'val Dice':>9} {'(images)':>8}")
-    for t, d, tr, n_tr, va, n_va in rows:
-        mark = "  <- chosen" if (t, d) == best[:2] else ""
-        print(f"{t:9.2f} {d:10.1f} {tr:10.4f} {n_tr:8d} {va:9.4f} {n_va:8d}{mark}")
+    print(f"{'threshold':>9} {'min d (mm)':>10} {'gate (mm)':>9} {'train Dice':>10} {'(images)':>8} "
+          f"{'val Dice':>9} {'(images)':>8}")
+    for t, d, g, tr, n_tr, va, n_va in rows:
+        mark = "  <- chosen" if (t, d, g) == best[:3] else ""
+        print(f"{t:9.2f} {d:10.1f} {g:9.1f} {tr:10.4f} {n_tr:8d} {va:9.4f} {n_va:8d}{mark}")
     print(f"card's current {json.dumps(current)}: train {cur_tr:.4f}, val {cur_va:.4f}")
-    chosen = candidate(best[0], best[1], current)
-    print(f"chosen {json.dumps(chosen)}: train {best[2]:.4f}, val {best[4]:.4f}")
+    chosen = candidate(best[0], best[1], current, best[2])
+    print(f"chosen {json.dumps(chosen)}: train {best[3]:.4f}, val {best[5]:.4f}")
     if args.write:
         card = json.loads(model.card_path.read_text(encoding="utf-8"))
         card["postprocess"] = chosen

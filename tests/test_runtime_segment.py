@@ -124,3 +124,17 @@ def test_two_and_a_half_d_model_sees_the_neighbouring_slices(tmp_path, phantom):
     bright = (sub.array == 2).astype(np.uint8)
     np.testing.assert_array_equal(labels[1:], bright[:-1])
     np.testing.assert_array_equal(labels[0], bright[0])  # the edge slice repeats
+
+
+def test_lung_gate_from_the_card_reads_the_volume_in_hu(runtime_models, tmp_path):  # noqa: F811
+    model = _card_variant(runtime_models, tmp_path, "seg-gate", postprocess={"argmax": True, "lung_gate_mm": 6.0})
+    img = np.full((3, 64, 64), -1000, np.int16)   # air around the body
+    img[:, 4:60, 4:60] = -350                      # body: not air (> -400 HU), below the net's midpoint (-300)
+    img[:, 10:40, 8:28] = -850                     # right lung, 6 cm²: one of the two largest
+    img[:, 10:40, 36:56] = -850                    # left lung
+    img[:, 20:25, 15:20] = 400                     # bright finding in the right lung
+    img[:, 48:54, 30:36] = 400                     # bright finding in the soft tissue below the lungs
+    plain = segment_volume(_card_variant(runtime_models, tmp_path, "seg-nogate"), Volume(img), threads=1)
+    assert plain.labels.array[:, 50, 33].all() and plain.labels.array[:, 22, 17].all()   # the net finds both
+    gated = segment_volume(model, Volume(img), threads=1).labels.array
+    assert gated[:, 22, 17].all() and not gated[:, 45:60, 25:40].any()

@@ -220,6 +220,7 @@ def markdown_card(card: ModelCard) -> str:
              f"- File: `{card.file['name']}` ({card.file['bytes']:,} bytes, {card.file['weights']} weights)",
              f"- Input: {card.input['shape']}, preprocess {card.input['preprocess']}",
              f"- Output: {card.output}",
+             *([f"- Post-processing: {card.postprocess}"] if card.postprocess else []),
              f"- Data: {card.training.get('dataset')} (licence: {card.training.get('licence') or 'unknown'})",
              f"- Distillation: {kd}",
              f"- Validation: {val or 'n/a'}",

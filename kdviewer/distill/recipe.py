@@ -143,8 +143,9 @@ class ExportConfig:
     """[export]: ONNX settings, and the post-processing a segmentation model's card asks for.
 
     `postprocess` (task "segment" only), e.g. ``{threshold = 0.6, min_diameter_mm = 4}``: threshold
-    (0 < t < 1: label 1 where p(1) >= t, two-class models, instead of argmax), min_diameter_mm (>= 0:
-    drop components smaller than a lesion that wide), largest_component, fill_holes (true / false);
+    (0 < t < 1: label 1 where p(1) >= t, two-class models, instead of argmax), lung_gate_mm (>= 0: keep only
+    components that overlap the lungs of the input CT, closed by a disc this wide in radius), min_diameter_mm
+    (>= 0: drop components smaller than a lesion that wide), largest_component, fill_holes (true / false);
     see `kdviewer.runtime.segment.postprocess_labels`.
     """
 
@@ -165,8 +166,8 @@ class ExportConfig:
                 if not isinstance(value, bool):
                     raise RecipeError(source, name, f"should be true or false, got {_tname(value)}")
                 continue
-            if key not in ("threshold", "min_diameter_mm"):
-                known = ["threshold", "min_diameter_mm", "largest_component", "fill_holes"]
+            if key not in ("threshold", "min_diameter_mm", "lung_gate_mm"):
+                known = ["threshold", "min_diameter_mm", "lung_gate_mm", "largest_component", "fill_holes"]
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean 'export.postprocess.{close[0]}'?)" if close else ""
                 raise RecipeError(source, name, f"unknown key{hint}; known: {', '.join(known)}")
@@ -174,7 +175,7 @@ class ExportConfig:
                 raise RecipeError(source, name, f"should be a number, got {_tname(value)}")
             if key == "threshold" and not 0.0 < value < 1.0:
                 raise RecipeError(source, name, f"should be between 0 and 1 (exclusive), got {value}")
-            if key == "min_diameter_mm" and value < 0:
+            if key in ("min_diameter_mm", "lung_gate_mm") and value < 0:
                 raise RecipeError(source, name, f"should be at least 0 mm, got {value}")
 
 

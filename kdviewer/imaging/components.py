@@ -28,6 +28,13 @@ def largest_component(mask: np.ndarray, connectivity: int = 1) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
+def components_touching(mask: np.ndarray, region: np.ndarray, connectivity: int = 1) -> np.ndarray:
+    """The connected components of `mask` that overlap `region` (same shape), whole; the others dropped."""
+    labels = _label(np.asarray(mask, bool), connectivity=connectivity)
+    hit = np.unique(labels[np.asarray(region, bool) & (labels > 0)])
+    return np.isin(labels, hit[hit > 0])
+
+
 def remove_small_components(mask: np.ndarray, min_diameter_mm: float,
                             spacing_xyz_mm: Sequence[float] | None = None, connectivity: int = 1) -> np.ndarray:
     """Boolean `mask` without the connected components smaller than a lesion `min_diameter_mm` across.

@@ -375,7 +375,7 @@ def _segment_records(model: Model, items: Sequence[Item], threads: int | None, p
         if probs.shape[1:] != hw:
             probs = np.moveaxis(resize_2d(np.moveaxis(probs, 0, -1), hw, order=1), -1, 0)
         labels = postprocess_labels(probabilities_to_labels(probs[None], model.postprocess)[0],
-                                    model.postprocess, n_labels, spacing=sample.spacing_mm)
+                                    model.postprocess, n_labels, spacing=sample.spacing_mm, image=sample.image)
         latency_ms = (time.perf_counter() - t0) * 1000.0
         truth = np.asarray(sample.mask).astype(np.int64)
         fov = np.ones(hw, bool) if sample.fov is None else np.asarray(sample.fov, bool)

@@ -4,7 +4,7 @@ Per slice: the card's neighbours (2-D or 2.5-D), resampled in-plane to the card'
 gives one, normalised as in training, then either resized whole to the model input (the card's
 ``preprocess.resize`` names a method and there is no spacing) or run at its own resolution with
 sliding-window tiles. Labels go back to the study grid by nearest neighbour; post-processing
-(threshold, removal of components below ``min_diameter_mm``, largest component, hole filling)
+(threshold, a lung gate, removal of components below ``min_diameter_mm``, largest component, hole filling)
 follows the card. Slices are processed in chunks, so only one chunk's float32 probabilities exist
 at a time.
 """
@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 
 from kdviewer.imaging.components import (
+    components_touching,
     fill_holes,
     label_volumes_ml,
     largest_component,
     remove_small_components,
 )
+from kdviewer.imaging.nodules import lung_region
 from kdviewer.imaging.resample import resize_2d, resize_labels
 from kdviewer.runtime.control import CancelFlag, Progress, check_cancel, report
 from kdviewer.runtime.errors import ModelInputError
@@ -143,24 +145,34 @@ def _without_small_components(mask: np.ndarray, min_diameter_mm: float,
 
 
 def postprocess_labels(labels: np.ndarray, postprocess: dict[str, Any], n_labels: int,
-                       spacing: Sequence[float] | None = None) -> np.ndarray:
-    """Apply the card's ``min_diameter_mm``, ``largest_component`` and ``fill_holes`` to each
-    foreground label, in that order (in place; `labels` is returned).
+                       spacing: Sequence[float] | None = None, image: np.ndarray | None = None) -> np.ndarray:
+    """Apply the card's ``lung_gate_mm``, ``min_diameter_mm``, ``largest_component`` and ``fill_holes`` to
+    each foreground label, in that order (in place; `labels` is returned).
 
-    ``min_diameter_mm`` > 0 drops the components of a label smaller than a lesion that wide: in a
-    (N, H, W) stack of N > 1 slices, below a sphere's volume (`spacing` (x, y, z) mm); in one image,
-    (H, W) or (1, H, W), below a disc's area (`spacing` (x, y) mm). None: 1 mm pixels.
+    ``lung_gate_mm`` > 0 keeps only the components that overlap the lungs of `image` (the input in HU, the
+    labels' shape; `kdviewer.imaging.nodules.lung_region`, closed by a disc of that radius so that nodules on
+    the pleura stay in): a lung-nodule model's findings in the abdomen, chest wall or mediastinum go.
+    Components are 3-D in an (N, H, W) stack. ``min_diameter_mm`` > 0 drops the components of a label smaller
+    than a lesion that wide: in a stack of N > 1 slices, below a sphere's volume (`spacing` (x, y, z) mm); in
+    one image, (H, W) or (1, H, W), below a disc's area (`spacing` (x, y) mm). None: 1 mm pixels.
     """
+    gate_mm = float(postprocess.get("lung_gate_mm") or 0.0)
     min_diameter = float(postprocess.get("min_diameter_mm") or 0.0)
     keep_largest = bool(postprocess.get("largest_component"))
     fill = bool(postprocess.get("fill_holes"))
-    if not (min_diameter > 0 or keep_largest or fill):
+    if not (gate_mm > 0 or min_diameter > 0 or keep_largest or fill):
         return labels
+    lungs = None
+    if gate_mm > 0:
+        if image is None or np.shape(image) != labels.shape:
+            raise ValueError(f"lung_gate_mm needs the input image in HU, shaped as the labels {labels.shape}")
+        lungs = lung_region(image, None if spacing is None else tuple(spacing)[:2], gate_mm)
     for value in range(1, max(n_labels, int(labels.max(initial=0)) + 1)):
         mask = labels == value
         if not mask.any():
             continue
-        new = _without_small_components(mask, min_diameter, spacing) if min_diameter > 0 else mask
+        new = mask if lungs is None else components_touching(mask, lungs)
+        new = _without_small_components(new, min_diameter, spacing) if min_diameter > 0 else new
         if keep_largest:
             new = largest_component(new)
         if fill:
@@ -197,7 +209,8 @@ def segment_volume(model: Model, volume: Volume | np.ndarray, progress: Progress
         out[start:start + len(zs)] = pred.labels(imgs, spacing_xy, cancel)
         report(progress, start + len(zs), nz)
     names = model.labels or ("background", "foreground")
-    postprocess_labels(out, model.postprocess, len(names), volume.spacing)
+    postprocess_labels(out, model.postprocess, len(names), volume.spacing,
+                       image=arr if model.postprocess.get("lung_gate_mm") else None)
     ml = label_volumes_ml(out, volume.spacing)
     volumes_ml = {name: float(ml.get(i, 0.0)) for i, name in enumerate(names) if i > 0}
     info = SeriesInfo(uid="", modality="SEG", description=f"{model.id} segmentation",
