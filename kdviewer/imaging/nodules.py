@@ -60,12 +60,7 @@ def lung_mask(image_hu: np.ndarray, threshold_hu: float = LUNG_THRESHOLD_HU, clo
     if img.ndim not in (2, 3):
         raise ValueError(f"expected an (H, W) slice or a (z, y, x) volume in HU, got shape {img.shape}")
     vol = img[None] if img.ndim == 2 else img
-    air = vol < threshold_hu
-    inside = np.zeros_like(air)
-    for k, sl in enumerate(air):  # outside air: in-plane components touching the border
-        labels, n = ndimage.label(sl)
-        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-        inside[k] = sl & ~np.isin(labels, border)
+    inside = np.stack([_inside_air(sl, threshold_hu) for sl in vol])
     labels, n = ndimage.label(inside)
     if n == 0:
         return np.zeros(img.shape, dtype=bool)
@@ -102,19 +97,26 @@ def lung_region(image_hu: np.ndarray, spacing_xy: Sequence[float] | None, closin
     stack = img[None] if img.ndim == 2 else img
     out = np.zeros(stack.shape, dtype=bool)
     for k, sl in enumerate(stack):
-        labels, n = ndimage.label(sl < LUNG_THRESHOLD_HU)
+        labels, n = ndimage.label(_inside_air(sl, LUNG_THRESHOLD_HU))
         if n == 0:
             continue
-        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
         sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
         sizes[0] = 0.0
-        sizes[border] = 0.0
         big = np.union1d(np.flatnonzero(sizes >= min_px), np.argsort(sizes)[::-1][:2])
         keep = np.isin(labels, big[sizes[big] > 0])
         if closing_mm > 0 and keep.any():
             keep = ndimage.binary_closing(keep, structure=disk, border_value=0)
         out[k] = ndimage.binary_fill_holes(keep)
     return out[0] if img.ndim == 2 else out
+
+
+def _inside_air(slice_hu: np.ndarray, threshold_hu: float) -> np.ndarray:
+    """Air below `threshold_hu` in one (H, W) slice, without the components that touch the image border (the air
+    outside the body and the scanner's padding)."""
+    air = slice_hu < threshold_hu
+    labels, _ = ndimage.label(air)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return air & ~np.isin(labels, border)
 
 
 def _disk(radius: int) -> np.ndarray:
