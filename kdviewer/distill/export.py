@@ -2,7 +2,9 @@
 
 The ONNX graph has a dynamic batch axis, is checked against torch in onnxruntime on real validation
 inputs (the largest absolute difference goes in the card), and optionally gets an INT8 sibling
-(`<id>-int8.onnx` with its own card), kept only if the validation metric drops by at most one point.
+(`<id>-int8.onnx` with its own card), kept only if it is faster and its validation metrics drop by at most one
+point (`kdviewer.distill.export_int8`). `quantize_exported` re-makes that INT8 model for an exported model (its
+card), on the data its card's recipe names: to re-check or re-make a shipped model's INT8 on another CPU.
 
 Float16 weights (`weights="float16"`): every float32 initialiser is stored as float16 and a `Cast`
 node turns it back into float32 when the model loads, so the graph still takes and computes in float32
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -25,16 +28,16 @@ from onnx import TensorProto, helper, numpy_helper
 from torch.utils.data import DataLoader
 
 from kdviewer.distill.events import json_safe
-from kdviewer.distill.recipe import dump_recipe, load_recipe
+from kdviewer.distill.recipe import RecipeError, dump_recipe, load_recipe, recipe_from_dict
 from kdviewer.distill.trainer_checkpoint import load_checkpoint
 from kdviewer.distill.trainer_models import build_net
 from kdviewer.distill.trainer_tasks import task_adapter
 from kdviewer.errors import KdviewerError
-from kdviewer.modelcard import INTENDED_USE, ModelCard, save_card, sha256_file
+from kdviewer.modelcard import INTENDED_USE, ModelCard, load_card, save_card, sha256_file
 
 Log = Callable[[str], None]
-# "One point" of a validation metric: 0.01 for metrics in [0, 1], 0.5 dB for PSNR.
-ONE_POINT = {"auc": 0.01, "dice": 0.01, "psnr": 0.5}
+# "one point" of each metric an INT8 model must hold (classify: AUC and accuracy; segment: Dice; enhance: PSNR, dB)
+ONE_POINT = {"auc": 0.01, "accuracy": 0.01, "dice": 0.01, "psnr": 0.5}
 
 
 class ExportError(KdviewerError):
@@ -129,10 +132,13 @@ def fp16_initializers_with_cast(proto: onnx.ModelProto) -> None:
         graph.node.insert(i, node)
 
 
-def _session(path: Path, threads: int = 1) -> Any:
+def _session(path: Path, threads: int = 1, optimization: str = "all") -> Any:
+    """An onnxruntime CPU session; `optimization` "all" (the runtime's default) or "basic" (no fused kernels)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimization == "all"
+                                        else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -238,3 +244,39 @@ def _export_int8(card: ModelCard, onnx_path: Path, train_ds: Any, val_ds: Any, t
 
     return quantize_and_compare(card, onnx_path, train_ds, val_ds, task_adapter(task, meta), ONE_POINT, log,
                                 session=_session, timer=time.perf_counter)
+
+
+def quantize_exported(card_path: str | Path, data: str | Path | None = None, log: Log | None = None) -> Path | None:
+    """Re-make the INT8 sibling of an exported FP32 model from its card (`<id>.json`), on this machine.
+
+    The model file must match the card's sha256. Calibration and validation data are the splits the card's
+    training recipe makes of its data (`data` points elsewhere when the folder has moved); the run folder is not
+    needed. The result is judged as at export (`quantize_and_compare`); returns the INT8 path, or None when it
+    was not kept (then no `<id>-int8.*` is left beside the model). Raises ExportError (or ModelCardError).
+    """
+    card_path = Path(card_path).resolve()
+    card = load_card(card_path)
+    if card.file.get("weights") == "int8":
+        raise ExportError(f"{card_path}: an INT8 model already; give the card of its FP32 model")
+    onnx_path = card_path.with_name(str(card.file["name"]))
+    if not onnx_path.is_file():
+        raise ExportError(f"{onnx_path}: no such model file (named by {card_path.name})")
+    if sha256_file(onnx_path) != card.file["sha256"]:
+        raise ExportError(f"{onnx_path}: does not match the sha256 in {card_path.name}; not quantised")
+    text = (card.training or {}).get("recipe")
+    if not text:
+        raise ExportError(f"{card_path}: the card has no training recipe to rebuild its data splits from")
+    try:
+        raw = tomllib.loads(str(text))
+        raw["teacher"] = ""  # the teacher is not needed, and its run folder may be gone
+        if data is not None:
+            raw.setdefault("data", {})["path"] = str(Path(data).expanduser().resolve())
+        recipe = recipe_from_dict(raw, card_path)  # a relative data path is taken from the card's folder
+    except (tomllib.TOMLDecodeError, RecipeError) as exc:
+        raise ExportError(f"{card_path}: the card's training recipe cannot be used ({exc})") from None
+    if not recipe.data_path().exists():
+        raise ExportError(f"{recipe.data_path()}: the card's training data is not here; give its folder with --data")
+    from kdviewer.distill.data import build_datasets
+
+    train_ds, val_ds, meta = build_datasets(recipe.data.table(), recipe.task, recipe.recipe_dir)
+    return _export_int8(card, onnx_path, train_ds, val_ds, recipe.task, meta, log or (lambda message: None))
