@@ -82,6 +82,8 @@ def test_dump_round_trips_with_top_level_keys_first(tmp_path: Path) -> None:
     (MINIMAL, ["distill.loss=l2"], "distill.loss", "is not one of"),
     (MINIMAL, ["distill.kd_rampup_epochs=2"], "distill.kd_rampup_epochs", "applies to methods pixel and cwd"),
     (MINIMAL, ["distill.kd_rampup_epochs=-1"], "distill.kd_rampup_epochs", "should be at least 0"),
+    (MINIMAL, ["train.patch_size=[48, 48]"], "train.patch_size", "for segment and restoration tasks"),
+    (MINIMAL, ["distill.repeat=0"], "distill.repeat", "must be >= 1"),
 ])
 def test_bad_recipes_name_the_key_and_the_file(tmp_path: Path, text: str, overrides: list[str], key: str,
                                                words: str) -> None:
@@ -118,3 +120,28 @@ def test_restoration_loss_mse_is_the_squared_error(tmp_path: Path) -> None:
     out, target = torch.zeros(1, 1, 2, 2), torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
     assert task_adapter("denoise", loss="mse").hard_loss(out, {"target": target}).item() == pytest.approx(3.5)
     assert task_adapter("denoise").hard_loss(out, {"target": target}).item() == pytest.approx(1.5)
+
+
+def test_a_stage_may_train_on_its_own_crops(tmp_path: Path, monkeypatch) -> None:
+    """[train] patch_size / repeat replace [data]'s for the teacher only; the student keeps [data]'s."""
+    recipe = load_recipe(RECIPES / "ct-denoise.toml", ["train.patch_size=[48, 48]", "train.repeat=16"])
+    teacher, student = recipe.stage_data("train"), recipe.stage_data("distill")
+    assert teacher["patch_size"] == [48, 48] and teacher["repeat"] == 16
+    assert student["patch_size"] == list(recipe.data.patch_size) and student["repeat"] == recipe.data.repeat
+    assert {k: v for k, v in teacher.items() if k not in ("patch_size", "repeat")} == \
+        {k: v for k, v in student.items() if k not in ("patch_size", "repeat")}
+    assert recipe_from_dict(tomllib.loads(dump_recipe(recipe)), recipe.source) == recipe
+
+    import kdviewer.distill.data as data
+    from kdviewer.distill.trainer import train_teacher
+
+    seen: list[dict] = []
+
+    def capture(table, task, recipe_dir):  # the trainer's data, without building it
+        seen.append(dict(table))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(data, "build_datasets", capture)
+    with pytest.raises(RuntimeError, match="stop here"):
+        train_teacher(recipe, tmp_path / "run", progress="none", export=False)
+    assert seen and seen[0]["patch_size"] == [48, 48] and seen[0]["repeat"] == 16

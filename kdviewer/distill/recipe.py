@@ -117,6 +117,10 @@ class TrainConfig:
     logit_adjust: float = 0.0           # classify: tau of logit-adjusted CE (Menon et al. 2021); 1.0 = balanced
     loss: str = "l1"                    # denoise, super_resolve: l1 | mse (PSNR's own objective)
     channels_last: bool = False         # NHWC tensors for the trained net and a torch teacher (classifiers: faster)
+    # this stage's random training crops and samples per item instead of [data]'s: e.g. a costly teacher on
+    # smaller crops, more optimiser steps in the same time (validation and export use whole images either way)
+    patch_size: tuple[int, int] | None = None
+    repeat: int | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,12 @@ class Recipe:
     def stage(self, stage: str) -> TrainConfig:
         """The optimisation settings of "train" (teacher) or "distill" (student)."""
         return self.train if stage == "train" else self.distill
+
+    def stage_data(self, stage: str) -> dict[str, Any]:
+        """The [data] table a stage trains on: [data] with the stage's own patch_size / repeat where it sets them."""
+        cfg = self.stage(stage)
+        own = {"patch_size": list(cfg.patch_size) if cfg.patch_size else None, "repeat": cfg.repeat}
+        return self.data.table() | {k: v for k, v in own.items() if v is not None}
 
 
 _TABLES = {"data": DataConfig, "teacher_net": NetConfig, "student_net": NetConfig,
@@ -375,6 +385,10 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
     _one_of(recipe.device, ("auto", "cpu", "cuda"), "device", source)
     for stage in ("train", "distill"):
         cfg = recipe.stage(stage)
+        if cfg.patch_size is not None and (recipe.task == "classify" or min(cfg.patch_size) < 1):
+            raise RecipeError(source, f"{stage}.patch_size", "takes positive sizes, for segment and restoration tasks")
+        if cfg.repeat is not None and cfg.repeat < 1:
+            raise RecipeError(source, f"{stage}.repeat", "must be >= 1 (samples per training item per epoch)")
         _one_of(cfg.optimizer, OPTIMIZERS, f"{stage}.optimizer", source)
         _one_of(cfg.schedule, SCHEDULES, f"{stage}.schedule", source)
         _one_of(cfg.loss, RESTORE_LOSSES, f"{stage}.loss", source)

@@ -193,7 +193,7 @@ class _Loop:
         if datasets is None:
             from kdviewer.distill.data import build_datasets
 
-            datasets = build_datasets(recipe.data.table(), recipe.task, recipe.recipe_dir)
+            datasets = build_datasets(recipe.stage_data(stage), recipe.task, recipe.recipe_dir)
         self.train_ds, self.val_ds, self.meta = datasets
         self.adapter: TaskAdapter = task_adapter(recipe.task, self.meta, self.cfg.logit_adjust, self.cfg.loss)
         net_cfg = recipe.teacher_net if stage == "train" else recipe.student_net
