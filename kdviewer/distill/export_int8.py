@@ -8,10 +8,11 @@ so nothing can saturate). onnxruntime's quantisation documentation gives the sam
 
 The INT8 model is kept (as `<id>-int8.onnx` with its own card) only if it is faster (batch-1 latency, medians
 of alternating runs, with one thread and with two) and every checked validation metric (`one_point`: AUC and
-accuracy, Dice, PSNR) is at most one point below the FP32 model's, both as the runtime runs it (full graph optimisation: fused integer kernels) and
-in onnxruntime's reference form (basic optimisation: each QDQ pair computed in float), so that the kernels of
-the machine that checks it cannot hide an error that another CPU would show. All numbers go in the FP32 card
-either way. A graph onnxruntime cannot quantise leaves the FP32 export as it is, with a log line.
+accuracy, Dice, PSNR) is at most one point below the FP32 model's, both as the runtime runs it (full graph
+optimisation: fused integer kernels) and in onnxruntime's reference form (basic optimisation: each QDQ pair
+computed in float), so that the kernels of the machine that checks it cannot hide an error that another CPU
+would show. All numbers go in the FP32 card either way. A graph onnxruntime cannot quantise leaves the FP32
+export as it is, with a log line.
 """
 
 from __future__ import annotations
@@ -159,8 +160,8 @@ def quantize_and_compare(card: ModelCard, onnx_path: Path, train_ds: Any, val_ds
     why = ", ".join([*([] if faster else ["slower"]), *(f"{f} fell by more than 1 point" for f in fallen)])
     log(f"int8: {metric} {scores['fp32'][metric]:.4f} -> {scores['int8'][metric]:.4f} "
         f"(reference QDQ {scores['int8_reference'][metric]:.4f}), batch-1 latency "
-        f"{latency['fp32']:.2f} -> {latency['int8']:.2f} ms (2 threads {latency2['fp32']:.2f} -> {latency2['int8']:.2f}): "
-        f"{'kept' if kept else 'dropped (' + why + ')'}")
+        f"{latency['fp32']:.2f} -> {latency['int8']:.2f} ms "
+        f"(2 threads {latency2['fp32']:.2f} -> {latency2['int8']:.2f}): {'kept' if kept else 'dropped (' + why + ')'}")
     save_card(dataclasses.replace(card, export={**card.export, "int8": report}), onnx_path.with_suffix(".json"))
     if not kept:  # nor an INT8 model (and card) of an earlier export beside it
         int8_path.unlink(missing_ok=True)
