@@ -70,6 +70,11 @@ class AugmentConfig:
     def is_identity(self) -> bool:
         return self == AugmentConfig()
 
+    @property
+    def flips_only(self) -> bool:
+        """Nothing but left-right / up-down flips (or nothing): pixels move without interpolation."""
+        return self == AugmentConfig(hflip=self.hflip, vflip=self.vflip)
+
 
 def _affine(shape_hw: tuple[int, int], angle_deg: float, zoom: float, crop_center_shift: np.ndarray,
             crop: float) -> tuple[np.ndarray, np.ndarray]:
@@ -80,6 +85,14 @@ def _affine(shape_hw: tuple[int, int], angle_deg: float, zoom: float, crop_cente
     centre = (np.asarray(shape_hw, dtype=float) - 1) / 2
     offset = centre + crop_center_shift - m @ centre
     return m, offset
+
+
+def draw_flips(cfg: AugmentConfig, rng: np.random.Generator) -> tuple[bool, bool]:
+    """(left-right, up-down): the flips `augment_arrays` draws first, from the same generator calls (so a
+    caller that applies them itself draws what `augment_arrays` would have)."""
+    hflip = cfg.hflip and rng.random() < 0.5
+    vflip = cfg.vflip and rng.random() < 0.5
+    return bool(hflip), bool(vflip)
 
 
 def augment_arrays(image: np.ndarray, masks: list[np.ndarray | None], cfg: AugmentConfig,
@@ -94,9 +107,10 @@ def augment_arrays(image: np.ndarray, masks: list[np.ndarray | None], cfg: Augme
     if cfg.is_identity:
         return image, masks
     h, w = image.shape[-2:]
-    if cfg.hflip and rng.random() < 0.5:
+    hflip, vflip = draw_flips(cfg, rng)
+    if hflip:
         image, masks = image[..., ::-1], [None if m is None else m[:, ::-1] for m in masks]
-    if cfg.vflip and rng.random() < 0.5:
+    if vflip:
         image, masks = image[..., ::-1, :], [None if m is None else m[::-1] for m in masks]
     angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg) if cfg.rotate_deg else 0.0
     zoom = rng.uniform(*cfg.scale) if cfg.scale != (1.0, 1.0) else 1.0

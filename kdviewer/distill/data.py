@@ -6,8 +6,9 @@ Every sample, for every task, is a dict of tensors:
 - ``"target"``: classify → int64 () class index; segment → int64 (H, W) label map;
   denoise → float32 (C, H, W) clean image; super_resolve → float32 (C, s·H, s·W) high-res image;
 - ``"fov"``: segment only, bool (H, W), the field of view (all True when the data has none);
-- ``"teacher"``: pooled denoising training draws once a teacher is attached (`ItemDataset.attach_pool_teacher`),
-  float32 (C_out, H, W), the teacher's output cut from its whole-slice output like the image.
+- ``"teacher"``: pooled denoising and super-resolution training draws once a teacher is attached
+  (`ItemDataset.attach_pool_teacher`), float32 (C_out, H, W) (high-res for super-resolution), the teacher's
+  output cut from its whole-slice output like the target.
 
 Training samples are augmented and degraded afresh each epoch from a generator seeded by
 (seed, epoch, index) (call `set_epoch`); the validation set is never augmented and its degradations are
@@ -71,13 +72,21 @@ class ItemDataset(Dataset):
         self._cacheable = task == "classify" or (task == "segment" and not cfg.simulate)  # nodules: drawn afresh
         self.pool_teacher: PoolTeacher | None = None
 
+    @property
+    def can_pool_teacher(self) -> bool:
+        """Whether `attach_pool_teacher` applies: the training set of a denoising recipe with a fixed pool
+        (`degrade.realizations` K > 0), or of a super-resolution recipe whose augmentation is flips only."""
+        return self.train and ((self.task == "denoise" and self.cfg.realizations > 0)
+                               or (self.task == "super_resolve" and self.augment.flips_only))
+
     def attach_pool_teacher(self, teacher: PoolTeacher) -> None:
-        """Give every training draw of a pooled low-dose set (`degrade.realizations` K > 0) a "teacher" entry:
-        the teacher's output on the whole noisy slice it was cut from, computed once per slice and realisation
-        (`pooled_teacher_base`), cut with the same flips and crop. The draws themselves do not change."""
-        if not (self.train and self.task == "denoise" and self.cfg.realizations > 0):
+        """Give every training draw a "teacher" entry: the teacher's output on the whole slice it was cut from
+        (each noisy realisation of a pooled low-dose set; the low-res slice for super-resolution), computed
+        once per slice (`pooled_teacher_base`), flipped and cut as the draw is. The draws themselves do not
+        change."""
+        if not self.can_pool_teacher:
             raise ValueError("a pool teacher needs the training set of a denoising recipe with "
-                             "degrade.realizations > 0")
+                             "degrade.realizations > 0, or of a super-resolution recipe with flips only")
         self.pool_teacher, self._cacheable = teacher, True
         self._base_cache.clear()
         self._base_bytes = 0

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from kdviewer.distill.augment import AugmentConfig, augment_arrays
+from kdviewer.distill.augment import AugmentConfig, augment_arrays, draw_flips
 from kdviewer.distill.data_config import DataConfig, DataConfigError
 from kdviewer.imaging.degrade import downsample, gaussian_noise, low_dose_pair, low_dose_realizations
 from kdviewer.imaging.nodule_cases import simulate_case, validation_rng
@@ -197,10 +197,8 @@ def low_dose_pool(item: Item, cfg: DataConfig) -> tuple[np.ndarray, tuple[np.nda
     hit = _REALIZATIONS.get(key)
     if hit is not None:
         return hit
-    sample = item.load()
-    grey = to_channels(sample.image, 1)
-    clean2d = resize_channels(grey, cfg.input_size)[0]
-    pixel_mm = sample.spacing_mm[0] * grey.shape[-1] / clean2d.shape[-1] if sample.spacing_mm else 1.0
+    clean, pixel_mm = _clean_slice(item, cfg)
+    clean2d = clean[0]
     deg = cfg.degrade
     photons, angles = float(deg.get("photons", 1e4)), int(deg.get("angles", 360))
     rngs = [np.random.default_rng(realization_seed(cfg, item, k)) for k in range(cfg.realizations)]
@@ -237,15 +235,50 @@ PoolTeacher = Callable[[np.ndarray], np.ndarray]
 
 
 def pooled_teacher_base(item: Item, cfg: DataConfig, teacher: PoolTeacher) -> dict[str, np.ndarray]:
-    """{"teacher": (K, C_out, H, W)}: the teacher's output on each whole noisy slice of the item's pool, so a
-    KD student's training draw gets its teacher target by the same flips and crop as its input (the teacher
-    then sees the whole slice around a patch, and runs K times per slice instead of once per draw)."""
-    _, noisy = low_dose_pool(item, cfg)
-    out = np.asarray(teacher(np.stack([_channels_out(a, cfg.channels) for a in noisy])), dtype=np.float32)
-    if out.ndim != 4 or out.shape[0] != len(noisy) or out.shape[-2:] != noisy[0].shape:
-        raise ValueError(f"the teacher gave {out.shape} for {len(noisy)} slices of {noisy[0].shape}")
+    """The teacher's outputs on whole slices, computed once, so a KD student's training draw gets its teacher
+    target by the same flips and crop as its input (the teacher then sees the whole slice around a patch).
+
+    Denoising from a pool: {"teacher": (K, C_out, H, W)}, its output on each of the item's K noisy slices.
+    Super-resolution: {"teacher": (C_out, H, W)}, its output on the whole low-res slice in its stored
+    orientation; a flipped draw gets it flipped alike, which is exact for the degradation (the anti-aliased
+    downsampling commutes with flips) and is the teacher's output in the slice's own frame."""
+    if cfg.degrade.get("kind") == "downsample":
+        clean, _ = _clean_slice(item, cfg)
+        low, target = _sr_pair(clean[0], cfg)
+        expect = (1, target.shape[-2], target.shape[-1])
+        out = np.asarray(teacher(_channels_out(low, cfg.channels)[None]), dtype=np.float32)
+        if out.ndim != 4 or out.shape[0] != 1 or out.shape[-2:] != expect[1:]:
+            raise ValueError(f"the teacher gave {out.shape} for a low-res slice of {low.shape} (expected "
+                             f"(1, C, {expect[1]}, {expect[2]}))")
+        out = out[0]
+    else:
+        _, noisy = low_dose_pool(item, cfg)
+        out = np.asarray(teacher(np.stack([_channels_out(a, cfg.channels) for a in noisy])), dtype=np.float32)
+        if out.ndim != 4 or out.shape[0] != len(noisy) or out.shape[-2:] != noisy[0].shape:
+            raise ValueError(f"the teacher gave {out.shape} for {len(noisy)} slices of {noisy[0].shape}")
     out.flags.writeable = False
     return {"teacher": out}
+
+
+def _clean_slice(item: Item, cfg: DataConfig) -> tuple[np.ndarray, float]:
+    """The item's slice as (1, H, W) at input_size in stored units (HU for CT), and its pixel size in mm."""
+    sample = item.load()
+    grey = to_channels(sample.image, 1)
+    clean = resize_channels(grey, cfg.input_size)
+    pixel_mm = sample.spacing_mm[0] * grey.shape[-1] / clean.shape[-1] if sample.spacing_mm else 1.0
+    return clean, pixel_mm
+
+
+def _sr_pair(clean2d: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(low-res input, high-res target) of a whole slice, normalised alike."""
+    deg = cfg.degrade
+    f = int(deg.get("factor", 2))
+    return _normalise_pair(downsample(clean2d, f, str(deg.get("method", "bicubic"))), clean2d, cfg)
+
+
+def _flipped(a: np.ndarray, hflip: bool, vflip: bool) -> np.ndarray:
+    a = a[..., ::-1] if hflip else a
+    return a[..., ::-1, :] if vflip else a
 
 
 def _pooled_low_dose_sample(item: Item, cfg: DataConfig, rng: np.random.Generator,
@@ -274,15 +307,19 @@ def restore_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: Aug
     realisations per slice (`low_dose_pool`), then random flips / quarter turns and the crop (the recipe's
     other augmentations are refused by `DataConfig`), with the teacher's output cut alike when `base` holds
     it (`pooled_teacher_base`); validation is as with K = 0 (noise seeded by (seed, index), the same every
-    epoch, and cached by `ItemDataset`)."""
+    epoch, and cached by `ItemDataset`).
+
+    Super-resolution with `base` (the teacher's output on the whole low-res slice): the flips are drawn as
+    `augment_arrays` draws them (the augmentation must be flips only), the teacher's output is flipped and
+    cropped with the target, and the sample gets "teacher" (C_out, H, W)."""
     if train and cfg.realizations > 0:
         return _pooled_low_dose_sample(item, cfg, rng, base)
-    sample = item.load()
-    grey = to_channels(sample.image, 1)  # (1, H, W) in stored units (HU for CT)
-    orig_w = grey.shape[-1]
-    clean = resize_channels(grey, cfg.input_size)
-    pixel_mm = sample.spacing_mm[0] * orig_w / clean.shape[-1] if sample.spacing_mm else 1.0
-    if train:
+    clean, pixel_mm = _clean_slice(item, cfg)  # (1, H, W) in stored units (HU for CT)
+    teacher = None
+    if train and base is not None:  # super-resolution with the teacher's whole-slice output (flips only)
+        hflip, vflip = draw_flips(aug, rng)  # the draws augment_arrays makes: the same data with or without
+        clean, teacher = _flipped(clean, hflip, vflip), _flipped(base["teacher"], hflip, vflip)
+    elif train:
         clean, _ = augment_arrays(clean, [], aug, rng, intensity=False)
     deg = cfg.degrade
     kind = deg["kind"]
@@ -301,11 +338,16 @@ def restore_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: Aug
         image = gaussian_noise(target, float(deg.get("sigma", 0.05)), rng)  # sigma in normalised units
     else:
         f = int(deg.get("factor", 2))
-        low = downsample(clean2d, f, str(deg.get("method", "bicubic")))
-        image, target = _normalise_pair(low, clean2d, cfg)
-        if train and cfg.patch_size:
+        image, target = _sr_pair(np.ascontiguousarray(clean2d), cfg)
+        if train and cfg.patch_size and teacher is not None:
+            image, both = _aligned_crop(image, np.concatenate([target[None], teacher]), cfg.patch_size, f, rng)
+            target, teacher = both[0], both[1:]
+        elif train and cfg.patch_size:
             image, target = _aligned_crop(image, target, cfg.patch_size, f, rng)
-    return {"image": _channels_out(image, cfg.channels), "target": _channels_out(target, cfg.channels)}
+    out = {"image": _channels_out(image, cfg.channels), "target": _channels_out(target, cfg.channels)}
+    if teacher is not None:
+        out["teacher"] = np.ascontiguousarray(teacher)
+    return out
 
 
 def make_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: AugmentConfig,

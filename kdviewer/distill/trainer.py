@@ -271,8 +271,9 @@ class _Loop:
         """A teacher-output cache when asked and valid, else None (live); sets `teacher_outputs`.
 
         "cached": the same inputs every epoch, so the teacher's output per training item (returned dict).
-        "pooled": denoising from a fixed pool of noisy realisations (`degrade.realizations` > 0): the
-        teacher's output on each whole noisy slice, cut like each draw (`ItemDataset.attach_pool_teacher`)."""
+        "pooled": denoising from a fixed pool of noisy realisations (`degrade.realizations` > 0), or
+        super-resolution with flips as the only augmentation: the teacher's output on each whole (noisy or
+        low-res) slice, flipped and cut like each draw (`ItemDataset.attach_pool_teacher`)."""
         if self.distiller is None or self.teacher is None or not self.recipe.distill.cache_teacher:
             return None
         from kdviewer.distill.augment import AugmentConfig
@@ -284,8 +285,7 @@ class _Loop:
             self.reporter.log("cache_teacher: feature methods need the teacher's features every step: computing live")
             return None
         # the data set's own parsed [data] (a caller's own data set without a pool stays live)
-        pooled = (self.recipe.task == "denoise" and hasattr(self.train_ds, "attach_pool_teacher")
-                  and self.train_ds.cfg.realizations > 0)  # type: ignore[attr-defined]
+        pooled = bool(getattr(self.train_ds, "can_pool_teacher", False))
         if pooled and self.cfg.num_workers == 0:
             self.train_ds.attach_pool_teacher(self._pool_teacher())  # type: ignore[attr-defined]
             self.teacher_outputs = "pooled"
