@@ -15,7 +15,8 @@ from kdviewer import __version__
 from kdviewer.errors import KdviewerError
 
 # Order is the order shown in --help.
-COMMANDS = ("view", "info", "screenshot", "train", "distill", "export", "models", "infer", "evaluate", "compare")
+COMMANDS = ("view", "info", "screenshot", "train", "distill", "ensemble", "export", "models", "infer", "evaluate",
+            "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,7 +49,7 @@ def _forward(name: str, x: torch.Tensor, **kw) -> torch.Tensor:
 
 
 def test_registry_lists_every_architecture():
-    assert sorted(ALL) == list_models()
+    assert sorted([*ALL, "ensemble"]) == list_models()
 
 
 @pytest.mark.parametrize("channels", [1, 3])

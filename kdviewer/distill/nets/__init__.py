@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from kdviewer.distill.nets.ensemble import ensemble
 from kdviewer.distill.nets.mobilenetv2 import mobilenetv2
 from kdviewer.distill.nets.resnet import resnet18, resnet34, resnet50
 from kdviewer.distill.nets.restoration import denoise_small, dncnn, redcnn
@@ -69,6 +70,11 @@ def _unet_features(default_depth: int) -> Callable[[dict[str, Any]], list[str]]:
 
 _RESNET_FEATURES = _fixed("layer1", "layer2", "layer3", "layer4")
 
+
+def _no_features(kw: dict[str, Any]) -> list[str]:
+    raise ArchitectureOptionError("an ensemble has no single feature map to match: distil it with an output "
+                                  "method (hinton, dkd, pixel, cwd, restoration)")
+
 _REGISTRY: dict[str, _Spec] = {
     "resnet18": _Spec(resnet18, "classify", _RESNET_FEATURES),
     "resnet34": _Spec(resnet34, "classify", _RESNET_FEATURES),
@@ -89,6 +95,8 @@ _REGISTRY: dict[str, _Spec] = {
     "espcn": _Spec(espcn, "super_resolve", _fixed("body.1", "body.3")),
     "fsrcnn": _Spec(fsrcnn, "super_resolve", _fixed("shrink", "mapping")),
     "srgan_discriminator": _Spec(srgan_discriminator, "super_resolve", _fixed("body.3", "body.7")),
+    # members = [{name, kwargs}, ...] of one task; its outputs averaged (a teacher made of trained teachers)
+    "ensemble": _Spec(ensemble, "any", _no_features),
 }
 
 
@@ -106,7 +114,8 @@ def _spec(name: str) -> _Spec:
 
 
 def task_of(name: str) -> str:
-    """The task a named net solves: "classify", "segment", "denoise" or "super_resolve"."""
+    """The task a named net solves: "classify", "segment", "denoise" or "super_resolve" ("any": an ensemble,
+    whose members' task it is)."""
     return _spec(name).task
 
 
