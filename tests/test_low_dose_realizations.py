@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from phantoms import paired_draws, write_phantoms
 
 from kdviewer.distill import data_samples
 from kdviewer.distill.data import DataConfigError, build_datasets
@@ -22,16 +22,7 @@ SIZE = 32
 @pytest.fixture(scope="module")
 def slices(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six small grey phantoms (a disc with a few blobs), as a plain-images folder."""
-    root = tmp_path_factory.mktemp("plain")
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    rng = np.random.default_rng(7)
-    for i in range(6):
-        img = np.where((yy - 16) ** 2 + (xx - 16) ** 2 < 13**2, 120, 10).astype(np.float64)
-        for _ in range(3):
-            cy, cx, r = rng.integers(8, 24, size=2).tolist() + [int(rng.integers(2, 5))]
-            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(150, 250)
-        Image.fromarray(img.astype(np.uint8)).save(root / f"slice{i}.png")
-    return root
+    return write_phantoms(tmp_path_factory.mktemp("plain"), SIZE)
 
 
 @pytest.fixture(autouse=True)
@@ -155,14 +146,9 @@ def test_a_pool_teacher_rides_along_with_unchanged_draws(slices: Path):
         return 2 * stack + 0.25
 
     train.attach_pool_teacher(teacher)
-    for epoch in range(3):
-        plain.set_epoch(epoch)
-        train.set_epoch(epoch)
-        for i in range(len(train)):
-            a, b = plain[i], train[i]
-            assert torch.equal(a["image"], b["image"]) and torch.equal(a["target"], b["target"])
-            assert "teacher" not in a and b["teacher"].shape == (1, 16, 16)
-            torch.testing.assert_close(b["teacher"], 2 * b["image"] + 0.25)
+    for _, b in paired_draws(plain, train):
+        assert b["teacher"].shape == (1, 16, 16)
+        torch.testing.assert_close(b["teacher"], 2 * b["image"] + 0.25)
     assert calls == [(2, 1, SIZE, SIZE)] * len(train.items)
     with pytest.raises(ValueError, match="training set"):
         val.attach_pool_teacher(teacher)
