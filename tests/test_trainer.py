@@ -75,6 +75,23 @@ def test_resume_after_sigint_gives_the_uninterrupted_weights(tmp_path: Path) -> 
         assert torch.equal(a[key], b[key]), key
 
 
+def test_val_interval_validates_every_nth_and_the_last_epoch(tmp_path: Path) -> None:
+    """[train] val_interval = 2 over 5 epochs: validated after epochs 1, 3 and 4 (the last); the best checkpoint
+    and metrics.json only from those; the other epochs' events say so, with the training loss."""
+    r = recipe("pneumonia-cxr", "train.epochs=5", "train.val_interval=2")
+    run = train_teacher(r, tmp_path / "run", progress="none", export=False)
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [0, 1, 2, 3, 4]
+    assert [bool(e["val"]) for e in epochs] == [False, True, False, True, True]
+    assert not any(e["best"] for e in epochs if not e["val"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 3, 4]
+    assert load_checkpoint(run / "best.pt")["epoch"] in (1, 3, 4)
+    with pytest.raises(Exception, match="val_interval"):
+        recipe("pneumonia-cxr", "train.val_interval=0")
+
+
 def test_teacher_is_frozen_and_in_eval_mode(teacher_run: Path) -> None:
     teacher = load_teacher(recipe("pneumonia-cxr", f"teacher={teacher_run}"), torch.device("cpu"))
     assert not teacher.model.training

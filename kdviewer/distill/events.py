@@ -97,7 +97,8 @@ class EventReporter:
         elif kind == "epoch":
             val = ", ".join(f"{k} {v:.4f}" for k, v in record.get("val", {}).items() if isinstance(v, float))
             best = " (best)" if record.get("best") else ""
-            out.write(f"epoch {record['epoch']}: train loss {record.get('train_loss', 0):.4f}, val {val}{best}\n")
+            val = f"val {val}" if val else "not validated (val_interval)"
+            out.write(f"epoch {record['epoch']}: train loss {record.get('train_loss', 0):.4f}, {val}{best}\n")
         elif kind == "export":
             out.write(f"exported {record.get('onnx')} and {record.get('card')}\n")
         elif kind == "done":

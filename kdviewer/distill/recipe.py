@@ -121,6 +121,8 @@ class TrainConfig:
     # smaller crops, more optimiser steps in the same time (validation and export use whole images either way)
     patch_size: tuple[int, int] | None = None
     repeat: int | None = None
+    # validate every N epochs (and after the last): whole-slice validation can cost more than an epoch of patches
+    val_interval: int = 1
 
 
 @dataclass(frozen=True)
@@ -394,7 +396,7 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
         _one_of(cfg.loss, RESTORE_LOSSES, f"{stage}.loss", source)
         if cfg.loss != "l1" and recipe.task not in ("denoise", "super_resolve"):
             raise RecipeError(source, f"{stage}.loss", f"applies to denoise and super_resolve, not {recipe.task}")
-        for key in ("epochs", "batch_size"):
+        for key in ("epochs", "batch_size", "val_interval"):
             if getattr(cfg, key) < 1:
                 raise RecipeError(source, f"{stage}.{key}", "should be at least 1")
         if cfg.lr <= 0:

@@ -350,19 +350,28 @@ class _Loop:
                 if not losses and not finished_epoch:  # never loop without progress
                     raise KdviewerError(f"epoch {st.epoch} gave no training batch (step {st.step_in_epoch} of "
                                         f"{self.steps_per_epoch}); is the training split empty?")
-                val = self._validate()
                 entry = {"epoch": st.epoch, "step": st.step, "train_loss": sum(losses) / max(len(losses), 1),
-                         "val": val}
-                st.history.append(entry)
-                is_best = self._update_best(entry)  # writes metrics.json, this entry included
+                         "val": {}}
+                is_best = False
+                if self._validates(finished_epoch):
+                    entry["val"] = self._validate()
+                    st.history.append(entry)
+                    is_best = self._update_best(entry)  # writes metrics.json, this entry included
                 if finished_epoch:
                     st.epoch, st.step_in_epoch = st.epoch + 1, 0
                 self._save_last()
                 done_steps = max(st.step - step_at_start, 1)
                 eta = (time.perf_counter() - t_start) / done_steps * max(total_steps - st.step, 0)
-                self.reporter.emit("epoch", epoch=entry["epoch"], train_loss=entry["train_loss"], val=val,
+                self.reporter.emit("epoch", epoch=entry["epoch"], train_loss=entry["train_loss"], val=entry["val"],
                                    best=is_best, eta_s=round(eta, 1))
                 barrier(ctx)
+
+    def _validates(self, finished_epoch: bool) -> bool:
+        """Whether this epoch ends with a validation: every `val_interval`-th epoch, the last one, and a run's
+        end at max_steps (val_interval 1: every epoch)."""
+        cfg, st = self.cfg, self.state
+        last = st.epoch + 1 >= cfg.epochs or bool(cfg.max_steps and st.step >= cfg.max_steps)
+        return not finished_epoch or last or (st.epoch + 1) % cfg.val_interval == 0
 
     def _train_epoch(self, stop: _StopFlag, total_steps: int) -> Iterator[float]:
         ctx, cfg, st = self.ctx, self.cfg, self.state
