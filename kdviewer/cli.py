@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the user never sees a traceback
         if debug:
             raise
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "torch":
+            print(f"kdviewer {args.command}: error: this command needs PyTorch, which the viewer's own install "
+                  "leaves out: pip install -e '.[train]'", file=sys.stderr)
+            return 2
         print(f"kdviewer {args.command}: internal error: {type(exc).__name__}: {exc} "
               "(run with --debug for details)", file=sys.stderr)
         return 1

@@ -166,3 +166,24 @@ def test_sigterm_leaves_a_resumable_run(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[0])["resumed_at_step"] >= 1
     assert (run / "pneumonia-cxr-teacher.onnx").is_file()
+
+
+def test_training_commands_without_torch_say_what_to_install(monkeypatch, capsys):
+    """The viewer's own install has no torch: a training command says so in one line, not 'internal error'."""
+    import kdviewer.commands.ensemble as ensemble_command
+
+    def no_torch(args):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(ensemble_command, "run", no_torch)
+    assert main(["ensemble", "a", "b", "--out", "c"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kdviewer ensemble: error: this command needs PyTorch") and "[train]" in err
+    assert "\n" not in err
+
+    def other_missing(args):
+        raise ModuleNotFoundError("No module named 'foo'", name="foo")
+
+    monkeypatch.setattr(ensemble_command, "run", other_missing)
+    assert main(["ensemble", "a", "b", "--out", "c"]) == 1
+    assert "internal error" in capsys.readouterr().err
