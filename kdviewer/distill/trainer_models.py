@@ -84,8 +84,7 @@ def load_teacher(recipe: Recipe, device: torch.device) -> Teacher:
         teacher_id = f"{theirs.name}-teacher"
         if spec is None:
             raise RecipeError(path, "net", "the checkpoint does not describe its network")
-        if spec.get("name") != "ensemble":  # an ensemble's recipe is its first member's
-            spec = {**spec, "name": theirs.teacher_net.arch}
+        spec = {"name": theirs.teacher_net.arch, **spec}  # the checkpoint's own net name, where it has one
     if spec is None:
         raise RecipeError(path, "net", "the checkpoint does not describe its network")
     model = build_net(spec, "teacher", path)
