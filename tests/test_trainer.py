@@ -198,6 +198,20 @@ def test_teacher_given_as_a_checkpoint_file(teacher_run: Path, tmp_path: Path) -
     assert json.loads((run / "run.json").read_text())["teacher"]["id"] == "pneumonia-cxr-teacher"
 
 
+def test_a_run_folder_teacher_is_the_net_its_checkpoint_holds(teacher_run: Path, tmp_path: Path) -> None:
+    """A student's run folder as the teacher (e.g. a second generation): its best.pt holds the student's net,
+    not the recipe's teacher_net, and loads as that."""
+    # the student's own recipe names a ResNet-18 teacher_net (unused: its teacher is the run folder's net)
+    student = distill_student(recipe("pneumonia-cxr", f"teacher={teacher_run}", "distill.max_steps=1",
+                                     "student_net.width=0.5", "teacher_net.arch=resnet18"), tmp_path / "s",
+                              progress="none", export=False)
+    r = recipe("pneumonia-cxr", f"teacher={student}")
+    loaded = load_teacher(r, torch.device("cpu"))
+    assert loaded.spec["name"] == "mobilenetv2" and loaded.spec["kwargs"]["width"] == 0.5
+    for name, value in weights(student / "best.pt").items():
+        assert torch.equal(loaded.model.state_dict()[name], value), name
+
+
 def test_missing_teacher_is_named(tmp_path: Path) -> None:
     from kdviewer.distill.recipe import RecipeError
 
