@@ -25,9 +25,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from kdviewer.distill.events import json_safe
-from kdviewer.distill.nets import create_model
 from kdviewer.distill.recipe import load_recipe
 from kdviewer.distill.trainer_checkpoint import git_revision, load_checkpoint, save_checkpoint
+from kdviewer.distill.trainer_models import build_net
+from kdviewer.distill.trainer_run import write_metrics
 from kdviewer.distill.trainer_tasks import task_adapter
 from kdviewer.errors import KdviewerError
 
@@ -77,8 +78,7 @@ def ensemble_runs(run_dirs: Sequence[str | Path], out: str | Path, log: Log | No
     spec = {"name": "ensemble", "kwargs": {"members": [{"name": c["net"]["name"], "kwargs": c["net"]["kwargs"]}
                                                        for c in ckpts]},
             "in_channels": base["in_channels"], "num_classes": base["num_classes"], "input_size": base["input_size"]}
-    model = create_model("ensemble", in_channels=spec["in_channels"], num_classes=spec["num_classes"],
-                         input_size=tuple(spec["input_size"]), **spec["kwargs"])
+    model = build_net(spec)
     for member, ckpt in zip(model.members, ckpts, strict=True):
         member.load_state_dict(ckpt["model"])
     model.eval()
@@ -95,9 +95,7 @@ def ensemble_runs(run_dirs: Sequence[str | Path], out: str | Path, log: Log | No
                 "teacher": None, "teacher_outputs": "live", "ensemble": members}
     (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n", encoding="utf-8")
     primary = task_adapter(first.task, meta).primary
-    (out / "metrics.json").write_text(json.dumps(json_safe({"primary": primary, "best": {"epoch": 0, "val": val},
-                                                            "members": members}), indent=2) + "\n",
-                                      encoding="utf-8")
+    write_metrics(out, primary, {"epoch": 0, "val": val}, [])  # the members' own: run.json "ensemble"
     # epoch: the latest of the members' best epochs; step: all the members' steps (what the ensemble cost)
     save_checkpoint({"model": model.state_dict(), "net": spec, "task": first.task, "stage": "train",
                      "id": f"{first.name}-teacher", "epoch": max(m["epoch"] for m in members),
