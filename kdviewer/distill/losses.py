@@ -47,6 +47,20 @@ def check_temperature(temperature: float, allow_sharpening: bool = False) -> flo
 # --- logits (classification) -------------------------------------------------------------------------
 
 
+Mix = tuple[float, torch.Tensor]  # mixup: (lambda, permutation) -- image = lam * x + (1 - lam) * x[perm]
+
+
+def mixed_cross_entropy(s: torch.Tensor, y: torch.Tensor, mix: Mix | None = None) -> torch.Tensor:
+    """CE(y, s), or under mixup (Zhang et al., ICLR 2018) lam·CE(y, s) + (1 − lam)·CE(y[perm], s).
+
+    s: logits (N, C); y: labels (N,) int64; mix: the batch's (lam, perm), None without mixup.
+    """
+    if mix is None:
+        return F.cross_entropy(s, y)
+    lam, perm = mix
+    return lam * F.cross_entropy(s, y) + (1.0 - lam) * F.cross_entropy(s, y[perm])
+
+
 def kd_kl_div(
     s: torch.Tensor, t: torch.Tensor, temperature: float = 4.0, *, allow_sharpening: bool = False
 ) -> torch.Tensor:
@@ -68,15 +82,17 @@ def hinton_kd_loss(
     alpha: float = 0.5,
     *,
     allow_sharpening: bool = False,
+    mix: Mix | None = None,
 ) -> torch.Tensor:
     """Hinton et al. 2015: alpha·CE(y, s) + (1 − alpha)·T²·KL(softmax(t/T) ‖ softmax(s/T)).
 
-    s, t: logits (N, C); y: ground-truth labels (N,) int64. ``alpha`` weighs the hard-label loss.
+    s, t: logits (N, C); y: ground-truth labels (N,) int64. ``alpha`` weighs the hard-label loss. ``mix``:
+    the batch was mixed up (the teacher saw the same mixed images), so the hard term is mixed too.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], not {alpha}")
     soft = kd_kl_div(s, t, temperature, allow_sharpening=allow_sharpening)
-    return alpha * F.cross_entropy(s, y) + (1.0 - alpha) * soft
+    return alpha * mixed_cross_entropy(s, y, mix) + (1.0 - alpha) * soft
 
 
 def dkd_loss(

@@ -123,6 +123,9 @@ class TrainConfig:
     repeat: int | None = None
     # validate every N epochs (and after the last): whole-slice validation can cost more than an epoch of patches
     val_interval: int = 1
+    # classify: mixup (Zhang et al. 2018), lam ~ Beta(a, a) per batch, 0 = off; with KD the teacher sees the same
+    # mixed images, as in Beyer et al. 2022's "function matching" (the teacher's outputs off the training images)
+    mixup: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -401,11 +404,16 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
                 raise RecipeError(source, f"{stage}.{key}", "should be at least 1")
         if cfg.lr <= 0:
             raise RecipeError(source, f"{stage}.lr", "should be positive")
+        if cfg.mixup < 0 or (cfg.mixup > 0 and recipe.task != "classify"):
+            raise RecipeError(source, f"{stage}.mixup", "is the Beta(a, a) parameter (>= 0) of mixup, for classify only")
     kd = recipe.distill
     _one_of(kd.method, KD_METHODS, "distill.method", source)
     if kd.method not in METHODS_FOR_TASK[recipe.task]:
         raise RecipeError(source, "distill.method", f"'{kd.method}' does not apply to task '{recipe.task}' "
                           f"(use one of {', '.join(METHODS_FOR_TASK[recipe.task])})")
+    if kd.mixup > 0 and kd.method == "dkd":
+        raise RecipeError(source, "distill.mixup", "DKD splits the teacher at the one true class, which a mixed "
+                          "image does not have; use method 'hinton' with mixup")
     if kd.temperature <= 0:
         raise RecipeError(source, "distill.temperature", "should be positive")
     if kd.temperature < 1 and not kd.allow_sharpening:

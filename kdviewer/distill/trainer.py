@@ -230,7 +230,7 @@ class _Loop:
         self.scheduler = build_scheduler(self.cfg, self.optimizer, self.steps_per_epoch)
         self.step = DistillStep(self.model, self.wrapped, self.teacher.model if self.teacher else None,
                                 self.distiller, self.adapter, self.optimizer, self.scheduler, self.cache, ctx,
-                                channels_last=self.cfg.channels_last)
+                                channels_last=self.cfg.channels_last, mixup=self.cfg.mixup)
         self.state = _State()
 
     # --- setup -------------------------------------------------------------------------------------------
@@ -279,7 +279,8 @@ class _Loop:
         from kdviewer.distill.augment import AugmentConfig
 
         data = self.recipe.data
-        augment_on = AugmentConfig.from_dict(data.augment) != AugmentConfig() or data.patch_size is not None
+        augment_on = (AugmentConfig.from_dict(data.augment) != AugmentConfig() or data.patch_size is not None
+                      or self.cfg.mixup > 0)
         random_degrade = self.recipe.task in ("denoise", "super_resolve")
         if not self.distiller.output_only:
             self.reporter.log("cache_teacher: feature methods need the teacher's features every step: computing live")
@@ -292,7 +293,7 @@ class _Loop:
             return None
         if augment_on or random_degrade:
             why = ("the pool's teacher outputs live in this process: set num_workers = 0" if pooled
-                   else "augmentation (or random crops) is on" if augment_on
+                   else "augmentation (random crops, mixup) is on" if augment_on
                    else "inputs are degraded afresh each epoch")
             self.reporter.log(f"cache_teacher: {why}, so cached outputs would be stale: computing live")
             return None

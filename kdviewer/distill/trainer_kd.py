@@ -5,7 +5,7 @@
 | method | loss |
 |---|---|
 | none | hard |
-| hinton | a·CE + (1−a)·T²·KL (`hinton_kd_loss`) |
+| hinton | a·CE + (1−a)·T²·KL (`hinton_kd_loss`); under mixup the CE is mixed, the teacher sees the mixed images |
 | dkd | CE + DKD(α=dkd_alpha, β=dkd_beta, T) (Zhao et al.: the CE term keeps weight 1) |
 | pixel, cwd | a·(Dice+CE) + (1−a)·r·pixel-KD / CWD at T; with `kd_weight` w: (Dice+CE) + w·r·KD (CWD's form); r = 1, or the sigmoid ramp-up over `kd_rampup_epochs` |
 | restoration | a·D(s, y) + (1−a)·D(s, t), D = L1 or MSE (`loss`) (`restoration_kd_loss`), + feature_weight·FitNets if features are named |
@@ -80,7 +80,7 @@ class Distiller(nn.Module):
             return self.task.hard_loss(s_out, batch)
         if method == "hinton":
             return losses.hinton_kd_loss(s_out, t_out, batch["target"], temperature=cfg.temperature,
-                                         alpha=cfg.alpha, **kw)
+                                         alpha=cfg.alpha, mix=batch.get("mix"), **kw)
         if method == "dkd":
             return self.task.hard_loss(s_out, batch) + losses.dkd_loss(
                 s_out, t_out, batch["target"], alpha=cfg.dkd_alpha, beta=cfg.dkd_beta,

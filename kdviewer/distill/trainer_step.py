@@ -30,13 +30,16 @@ class DistillStep:
     def __init__(self, model: nn.Module, wrapped: nn.Module, teacher: nn.Module | None, distiller: Distiller | None,
                  adapter: TaskAdapter, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, cache: dict[int, torch.Tensor] | None,
-                 ctx: DistContext, *, channels_last: bool = False) -> None:
+                 ctx: DistContext, *, channels_last: bool = False, mixup: float = 0.0) -> None:
         if distiller is not None and distiller.uses_teacher and teacher is None:
             raise ValueError(f"distill method {distiller.cfg.method!r} needs a teacher")
         self.model, self.wrapped, self.teacher, self.distiller = model, wrapped, teacher, distiller
         self.adapter, self.optimizer, self.scheduler, self.cache, self.ctx = (
             adapter, optimizer, scheduler, cache, ctx)
         self.channels_last = channels_last
+        if mixup > 0 and cache is not None:
+            raise ValueError("mixup changes the teacher's inputs every step: its outputs cannot be cached")
+        self.mixup = torch.distributions.Beta(mixup, mixup) if mixup > 0 else None
 
     def __call__(self, batch: dict[str, Any], *, epoch: float | None = None) -> float:
         """Train on one collated batch and return its loss (before the update).
@@ -45,12 +48,19 @@ class DistillStep:
 
         batch: "image" (N, C, H, W) float32, "target" as the task's adapter reads it, "index" (N,) int64
         (the items' indices in the training split) when teacher outputs are cached per item, and "teacher"
-        (the teacher's outputs) when the data set supplies them.
+        (the teacher's outputs) when the data set supplies them. With `mixup` the images are mixed here (one
+        lam ~ Beta(a, a) and one permutation per batch, torch's generator) and "mix" = (lam, perm) is added for the
+        losses; the teacher sees the mixed images.
         """
         dev = self.ctx.device
         batch = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
         if self.channels_last and batch["image"].dim() == 4:
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        if self.mixup is not None:
+            lam = float(self.mixup.sample())
+            perm = torch.randperm(batch["image"].shape[0]).to(dev)
+            batch["image"] = lam * batch["image"] + (1.0 - lam) * batch["image"][perm]
+            batch["mix"] = (lam, perm)
         images = batch["image"]
         kd = self.distiller
         if kd is None:

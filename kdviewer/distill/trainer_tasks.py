@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from kdviewer.distill.losses import RESTORE_DISTANCES, dice_ce_loss
+from kdviewer.distill.losses import RESTORE_DISTANCES, dice_ce_loss, mixed_cross_entropy
 from kdviewer.errors import KdviewerError
 from kdviewer.imaging.metrics import classification_metrics, dice, psnr, ssim
 
@@ -54,7 +53,7 @@ class ClassifyAdapter(TaskAdapter):
     def hard_loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.offset is not None:
             output = output + self.offset.to(output.device, output.dtype)
-        return F.cross_entropy(output, batch["target"])
+        return mixed_cross_entropy(output, batch["target"], batch.get("mix"))
 
     def evaluate(self, predict: Predict, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
         labels, probs = [], []
