@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import default_collate
 
-from kdviewer.distill.losses import hinton_kd_loss
+from kdviewer.distill.losses import hinton_kd_loss, mixed_cross_entropy
 from kdviewer.distill.recipe import Recipe, recipe_from_dict
 from kdviewer.distill.trainer import training_step
 from kdviewer.distill.trainer_checkpoint import save_checkpoint
@@ -36,7 +36,7 @@ class InMemory(torch.utils.data.Dataset):
         return {"image": self.images[i], "target": self.targets[i]}
 
 
-def distill_recipe(tmp_path: Path, method: str) -> Recipe:
+def distill_recipe(tmp_path: Path, method: str, mixup: float = 0.0) -> Recipe:
     """resnet18 teacher (random weights, saved as a checkpoint) → mobilenetv2 width 0.35, batch 4."""
     spec = {"name": "resnet18", "kwargs": {}, "in_channels": 1, "num_classes": 2, "input_size": [SIZE, SIZE]}
     torch.manual_seed(1)
@@ -46,12 +46,13 @@ def distill_recipe(tmp_path: Path, method: str) -> Recipe:
         "data": {"path": str(tmp_path), "input_size": [SIZE, SIZE], "channels": 1},
         "teacher_net": {"arch": "resnet18"}, "student_net": {"arch": "mobilenetv2", "width": 0.35},
         "distill": {"method": method, "temperature": 4.0, "alpha": 0.3, "batch_size": BATCH, "epochs": 1,
-                    "schedule": "none"},
+                    "schedule": "none", "mixup": mixup},
     })
 
 
-def step_and_batch(tmp_path: Path, method: str) -> tuple[DistillStep, dict[str, torch.Tensor], Recipe]:
-    recipe = distill_recipe(tmp_path, method)
+def step_and_batch(tmp_path: Path, method: str, mixup: float = 0.0
+                   ) -> tuple[DistillStep, dict[str, torch.Tensor], Recipe]:
+    recipe = distill_recipe(tmp_path, method, mixup)
     items = InMemory(2 * BATCH)
     step = training_step(recipe, "distill", datasets=(items, items, META))
     batch = default_collate([{**items[i], "index": i} for i in range(BATCH)])
@@ -145,3 +146,69 @@ def test_kd_rampup_scales_only_the_kd_term_from_near_zero_to_full() -> None:
     for epoch, factor in ((0.0, math.exp(-5.0)), (1.0, math.exp(-5.0 * 0.75**2)), (4.0, 1.0), (None, 1.0)):
         torch.testing.assert_close(ramped.loss(s_out, t_out, batch, [], [], epoch=epoch),
                                    hard + 0.5 * factor * soft)
+
+
+class Recording(torch.nn.Module):
+    """Wraps a net and keeps the inputs of its forward calls."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net, self.inputs = net, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.detach().clone())
+        return self.net(x)
+
+
+def test_mixup_step_feeds_teacher_and_student_the_same_mixed_images(tmp_path: Path) -> None:
+    """Function matching (Beyer et al. 2022): one lam ~ Beta(a, a) and one permutation per batch; teacher and
+    student see lam·x + (1 − lam)·x[perm], and the hard term is the mixed CE inside Hinton's loss."""
+    step, batch, recipe = step_and_batch(tmp_path, "hinton", mixup=1.0)
+    assert step.teacher is not None
+    student, teacher = Recording(step.model), Recording(step.teacher)
+    step.wrapped, step.teacher = student, teacher
+    twin = copy.deepcopy(step.model).train()
+    torch.manual_seed(3)  # the draws the step makes, then the student's dropout, as in the step
+    lam = float(torch.distributions.Beta(1.0, 1.0).sample())
+    perm = torch.randperm(BATCH)
+    assert 0.0 < lam < 1.0 and not torch.equal(perm, torch.arange(BATCH))
+    mixed = lam * batch["image"] + (1.0 - lam) * batch["image"][perm]
+    with torch.no_grad():
+        s_out, t_out = twin(mixed), teacher.net(mixed)
+    torch.manual_seed(3)
+    loss = step(batch)
+    torch.testing.assert_close(student.inputs[0], mixed)
+    torch.testing.assert_close(teacher.inputs[0], mixed)
+    y, a = batch["target"], recipe.distill.alpha
+    expected = a * mixed_cross_entropy(s_out, y, (lam, perm)) + (1 - a) * hinton_kd_loss(s_out, t_out, y, alpha=0.0)
+    torch.testing.assert_close(torch.tensor(loss), expected, rtol=1e-5, atol=1e-6)
+    unmixed = hinton_kd_loss(s_out, t_out, y, alpha=a)
+    assert abs(float(unmixed) - loss) > 1e-4, "the hard term ignored the permuted labels"
+
+
+def test_mixed_cross_entropy_weighs_both_labels() -> None:
+    g = torch.Generator().manual_seed(0)
+    s, y = torch.randn(6, 3, generator=g), torch.tensor([0, 1, 2, 0, 1, 2])
+    perm = torch.tensor([1, 2, 0, 4, 5, 3])
+    got = mixed_cross_entropy(s, y, (0.3, perm))
+    torch.testing.assert_close(got, 0.3 * F.cross_entropy(s, y) + 0.7 * F.cross_entropy(s, y[perm]))
+    torch.testing.assert_close(mixed_cross_entropy(s, y, None), F.cross_entropy(s, y))
+    torch.testing.assert_close(mixed_cross_entropy(s, y, (1.0, perm)), F.cross_entropy(s, y))
+
+
+def test_mixup_refused_where_it_does_not_apply(tmp_path: Path) -> None:
+    import pytest
+
+    from kdviewer.distill.recipe import RecipeError
+
+    base = distill_recipe(tmp_path, "hinton")
+    raw = {"name": "tiny", "task": "classify", "teacher": str(base.teacher), "device": "cpu",
+           "data": {"path": str(tmp_path), "input_size": [SIZE, SIZE], "channels": 1},
+           "teacher_net": {"arch": "resnet18"}, "student_net": {"arch": "mobilenetv2"}}
+    with pytest.raises(RecipeError, match="DKD"):
+        recipe_from_dict({**raw, "distill": {"method": "dkd", "mixup": 0.4}})
+    with pytest.raises(RecipeError, match="mixup"):
+        recipe_from_dict({**raw, "train": {"mixup": -1.0}})
+    with pytest.raises(RecipeError, match="classify only"):
+        recipe_from_dict({**raw, "task": "segment", "teacher_net": {"arch": "unet"}, "student_net": {"arch": "unet"},
+                          "train": {"mixup": 0.4}})

@@ -119,6 +119,15 @@ def test_cache_refused_when_augmentation_is_on(teacher_run: Path, tmp_path: Path
     assert "augmentation" in capsys.readouterr().err
 
 
+def test_cache_refused_under_mixup(teacher_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Mixup gives the teacher new inputs every step, even with the data set's augmentation off."""
+    run = distill_student(recipe("pneumonia-cxr", f"teacher={teacher_run}", "data.augment={}", "distill.mixup=0.4",
+                                 "distill.cache_teacher=true", "distill.max_steps=1"), tmp_path / "s",
+                          progress="none", export=False)
+    assert json.loads((run / "events.jsonl").read_text().splitlines()[0])["teacher_outputs"] == "live"
+    assert "mixup" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("method", ["none", "hinton", "dkd", "fitnets", "attention"])
 def test_every_classification_kd_method_trains(teacher_run: Path, tmp_path: Path, method: str) -> None:
     r = recipe("pneumonia-cxr", f"teacher={teacher_run}", f"distill.method={method}", "distill.max_steps=1")
