@@ -16,7 +16,7 @@ from kdviewer.errors import KdviewerError
 
 # Order is the order shown in --help.
 COMMANDS = ("view", "info", "screenshot", "train", "distill", "ensemble", "export", "models", "infer", "evaluate",
-            "compare")
+            "compare", "seeds")
 
 
 def build_parser() -> argparse.ArgumentParser:

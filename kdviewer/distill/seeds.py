@@ -1,0 +1,172 @@
+"""Runs of the same recipe over several seeds, side by side: what a KD method buys beyond the seed-to-seed spread.
+
+`kdviewer seeds kd='runs/kd-s*' nokd='runs/nokd-s*'` reads each run folder's metrics.json (the validation of
+the checkpoint the trainer keeps, and of the last epoch) and its resolved recipe.toml (the seed), and prints one
+row per group: the metric per seed, the mean and the sample standard deviation; for two groups (or with
+`--baseline`), the paired differences on the seeds both have and how many of them the first group wins. Nothing
+here imports torch: it reads files the trainer wrote.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import statistics
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdviewer.errors import KdviewerError
+
+
+class SeedsError(KdviewerError):
+    """A group or run folder that cannot be summarised (one line, for the CLI)."""
+
+
+@dataclass(frozen=True)
+class RunScore:
+    """One run: its seed, the metric at the kept (best) checkpoint and at the last validated epoch."""
+
+    path: Path
+    seed: int
+    best: float
+    last: float
+    epochs: int
+    finished: bool
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    runs: tuple[RunScore, ...]
+
+    def by_seed(self) -> dict[int, RunScore]:
+        return {r.seed: r for r in self.runs}
+
+    def values(self, which: str) -> list[float]:
+        return [getattr(r, which) for r in self.runs]
+
+
+def parse_group(spec: str) -> tuple[str, list[Path]]:
+    """'NAME=RUN[,RUN...]' (each RUN a folder or a glob pattern, expanded here) -> (name, run folders)."""
+    name, sep, runs = spec.partition("=")
+    if not sep or not name.strip() or not runs.strip():
+        raise SeedsError(f"'{spec}': write a group as NAME=RUN[,RUN...], e.g. kd='runs/kd-s*'")
+    paths: list[Path] = []
+    for piece in filter(None, (p.strip() for p in runs.split(","))):
+        matches = sorted(glob.glob(piece)) if glob.has_magic(piece) else [piece]
+        dirs = [Path(m) for m in matches if Path(m).is_dir()]
+        if not dirs:
+            raise SeedsError(f"group '{name}': no run folder matches '{piece}'")
+        paths.extend(dirs)
+    return name.strip(), paths
+
+
+def read_run(path: Path, metric: str | None) -> tuple[RunScore, str]:
+    """The run's score for `metric` (None: the run's primary metric) and the metric's name."""
+    try:
+        metrics = json.loads((path / "metrics.json").read_text())
+        recipe = tomllib.loads((path / "recipe.toml").read_text())
+    except FileNotFoundError as exc:
+        raise SeedsError(f"{path}: not a run folder (no {Path(exc.filename).name})") from None
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SeedsError(f"{path}: unreadable run files ({exc})") from None
+    name = metric or metrics.get("primary", "")
+    validated = [e for e in metrics.get("history", []) if e.get("val")]
+    best = metrics.get("best") or {}
+    if not validated or name not in best.get("val", {}):
+        known = ", ".join(sorted(validated[-1]["val"])) if validated else "none yet"
+        raise SeedsError(f"{path}: no validation value for '{name}' (metrics: {known})")
+    events = path / "events.jsonl"
+    finished = events.is_file() and _last_event(events) == "done"
+    seed = recipe.get("seed", 0)
+    return RunScore(path, int(seed), float(best["val"][name]), float(validated[-1]["val"][name]),
+                    len(metrics["history"]), finished), name
+
+
+def _last_event(events: Path) -> str:
+    lines = events.read_text().strip().splitlines()
+    try:
+        return str(json.loads(lines[-1]).get("event", "")) if lines else ""
+    except json.JSONDecodeError:
+        return ""
+
+
+def load_groups(specs: Sequence[str], metric: str | None = None) -> tuple[list[Group], str]:
+    """The groups of `specs` ('NAME=RUN,...'), each run read, and the metric's name (all runs must agree)."""
+    groups, names = [], set()
+    seen_names: set[str] = set()
+    for spec in specs:
+        name, paths = parse_group(spec)
+        if name in seen_names:
+            raise SeedsError(f"group '{name}' given twice")
+        seen_names.add(name)
+        runs: list[RunScore] = []
+        for path in paths:
+            score, metric_name = read_run(path, metric)
+            names.add(metric_name)
+            clash = next((r for r in runs if r.seed == score.seed), None)
+            if clash is not None:
+                raise SeedsError(f"group '{name}': {clash.path} and {path} both have seed {score.seed}")
+            runs.append(score)
+        groups.append(Group(name, tuple(sorted(runs, key=lambda r: r.seed))))
+    if len(names) > 1:
+        raise SeedsError(f"the runs have different primary metrics ({', '.join(sorted(names))}): pass --metric")
+    return groups, names.pop()
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
+def paired(a: Group, b: Group) -> dict[str, float | int | list[int]]:
+    """a − b on the seeds both groups have: mean differences (best, last) and a's wins (best) of n."""
+    sa, sb = a.by_seed(), b.by_seed()
+    seeds = sorted(set(sa) & set(sb))
+    if not seeds:
+        return {"seeds": [], "n": 0}
+    d_best = [sa[s].best - sb[s].best for s in seeds]
+    d_last = [sa[s].last - sb[s].last for s in seeds]
+    return {"seeds": seeds, "n": len(seeds), "best": statistics.fmean(d_best), "last": statistics.fmean(d_last),
+            "wins": sum(d > 0 for d in d_best), "ties": sum(d == 0 for d in d_best)}
+
+
+def format_table(groups: Sequence[Group], metric: str, baseline: str | None = None, digits: int = 3) -> str:
+    """A Markdown table (one row per group, "best (last)" per seed, mean ± sd) and the paired differences."""
+    seeds = sorted({r.seed for g in groups for r in g.runs})
+    f = f"{{:.{digits}f}}"
+    head = ["group", *[f"seed {s}" for s in seeds], f"mean {metric} (last)", "sd (last)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        by_seed = g.by_seed()
+        cells = [g.name]
+        for s in seeds:
+            r = by_seed.get(s)
+            cells.append("—" if r is None else f"{f.format(r.best)} ({f.format(r.last)})"
+                         + ("" if r.finished else f" unfinished, {r.epochs} epochs"))
+        (mb, sdb), (ml, sdl) = _mean_sd(g.values("best")), _mean_sd(g.values("last"))
+        cells += [f"{f.format(mb)} ({f.format(ml)})", f"{f.format(sdb)} ({f.format(sdl)})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"{metric} at the checkpoint the trainer keeps (best validation) and, in brackets, at the last "
+                 "validated epoch; sd: sample standard deviation over seeds.")
+    for a, b in _pairs(groups, baseline):
+        d = paired(a, b)
+        if not d["n"]:
+            lines.append(f"{a.name} − {b.name}: no seed in common")
+            continue
+        lines.append(f"{a.name} − {b.name}, paired on seeds {', '.join(map(str, d['seeds']))}: "  # type: ignore[arg-type]
+                     f"{d['best']:+.{digits}f} ({d['last']:+.{digits}f} at the last epoch); "
+                     f"{a.name} ahead on {d['wins']} of {d['n']}" + (f", tied on {d['ties']}" if d["ties"] else ""))
+    return "\n".join(lines)
+
+
+def _pairs(groups: Sequence[Group], baseline: str | None) -> Iterable[tuple[Group, Group]]:
+    if baseline is None:
+        return [(groups[0], groups[1])] if len(groups) == 2 else []
+    base = next((g for g in groups if g.name == baseline), None)
+    if base is None:
+        raise SeedsError(f"--baseline '{baseline}' is not one of the groups ({', '.join(g.name for g in groups)})")
+    return [(g, base) for g in groups if g is not base]
