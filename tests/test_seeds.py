@@ -55,6 +55,7 @@ def test_groups_read_best_and_last_per_seed_and_pair_by_seed(runs: Path) -> None
 def test_another_metric_is_read_at_the_kept_checkpoint(runs: Path) -> None:
     groups, metric = load_groups([f"kd={runs}/kd-s0"], "accuracy")
     assert metric == "accuracy" and (groups[0].runs[0].best, groups[0].runs[0].last) == (0.45, 0.44)
+    assert format_table(groups, metric).splitlines()[2] == "| kd | 0.450 (0.440) | 0.450 (0.440) | — |"
 
 
 @pytest.mark.parametrize(("specs", "message"), [

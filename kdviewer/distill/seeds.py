@@ -147,7 +147,8 @@ def format_table(groups: Sequence[Group], metric: str, baseline: str | None = No
             cells.append("—" if r is None else f"{f.format(r.best)} ({f.format(r.last)})"
                          + ("" if r.finished else f" unfinished, {r.epochs} epochs"))
         (mb, sdb), (ml, sdl) = _mean_sd(g.values("best")), _mean_sd(g.values("last"))
-        cells += [f"{f.format(mb)} ({f.format(ml)})", f"{f.format(sdb)} ({f.format(sdl)})"]
+        sd = "—" if len(g.runs) < 2 else f"{f.format(sdb)} ({f.format(sdl)})"
+        cells += [f"{f.format(mb)} ({f.format(ml)})", sd]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"{metric} at the checkpoint the trainer keeps (best validation) and, in brackets, at the last "
