@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdviewer.errors import KdviewerError
+from kdviewer.jobs.events import parse_event
 
 
 class SeedsError(KdviewerError):
@@ -88,10 +89,7 @@ def read_run(path: Path, metric: str | None) -> tuple[RunScore, str]:
 
 def _last_event(events: Path) -> str:
     lines = events.read_text().strip().splitlines()
-    try:
-        return str(json.loads(lines[-1]).get("event", "")) if lines else ""
-    except json.JSONDecodeError:
-        return ""
+    return parse_event(lines[-1]).kind if lines else ""
 
 
 def load_groups(specs: Sequence[str], metric: str | None = None) -> tuple[list[Group], str]:
