@@ -94,13 +94,12 @@ def _last_event(events: Path) -> str:
 
 def load_groups(specs: Sequence[str], metric: str | None = None) -> tuple[list[Group], str]:
     """The groups of `specs` ('NAME=RUN,...'), each run read, and the metric's name (all runs must agree)."""
-    groups, names = [], set()
-    seen_names: set[str] = set()
+    groups: list[Group] = []
+    names: set[str] = set()  # the metric each run was read for
     for spec in specs:
         name, paths = parse_group(spec)
-        if name in seen_names:
+        if any(g.name == name for g in groups):
             raise SeedsError(f"group '{name}' given twice")
-        seen_names.add(name)
         runs: list[RunScore] = []
         for path in paths:
             score, metric_name = read_run(path, metric)
