@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kdviewer.cli import main
-from kdviewer.distill.seeds import SeedsError, format_table, load_groups, paired
+from kdviewer.distill.seeds import SeedsError, format_table, load_groups, paired, paired_stats
 
 
 def fake_run(root: Path, name: str, seed: int, history: list[float], primary: str = "auc",
@@ -49,7 +49,25 @@ def test_groups_read_best_and_last_per_seed_and_pair_by_seed(runs: Path) -> None
     table = format_table(groups, metric)
     assert "| kd | 0.900 (0.880) | 0.840 (0.840) | 0.700 (0.700) | 0.813 (0.807) | 0.103 (0.095) |" in table
     assert "| nokd | 0.860 (0.860) | 0.820 (0.810) unfinished, 3 epochs | — |" in table
-    assert "kd − nokd, paired on seeds 0, 1: +0.030 (+0.025 at the last epoch); kd ahead on 2 of 2" in table
+    assert ("kd − nokd, paired on seeds 0, 1: +0.030 (95 % CI -0.097 to +0.157, paired t-test p = 0.2), +0.025 at "
+            "the last epoch; kd ahead on 2 of 2 (sign test p = 0.5)") in table
+
+
+def test_paired_stats_match_the_textbook_tests() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    d = [0.006, 0.004, 0.015, 0.012]
+    out = paired_stats(d)
+    assert out["p_t"] == pytest.approx(stats.ttest_1samp(d, 0.0).pvalue)
+    lo, hi = stats.t.interval(0.95, len(d) - 1, loc=sum(d) / 4, scale=stats.sem(d))
+    assert out["ci95"] == pytest.approx((lo, hi))
+    assert out["p_sign"] == pytest.approx(2 / 2**4)  # four wins of four: 2 · 0.5**4
+    # a tie is dropped from the sign test; one win and one loss is as even as it gets
+    assert paired_stats([0.01, 0.0, -0.02])["p_sign"] == pytest.approx(1.0)
+    assert paired_stats([0.01, 0.03, 0.02, 0.04, 0.05, -0.01])["p_sign"] == pytest.approx(14 / 64)
+    # undefined: one seed (no spread), identical differences (no spread), nothing but ties
+    assert paired_stats([0.02]) == {"ci95": None, "p_t": None, "p_sign": pytest.approx(1.0)}
+    assert paired_stats([0.02, 0.02])["ci95"] is None and paired_stats([0.02, 0.02])["p_t"] is None
+    assert paired_stats([0.0, 0.0])["p_sign"] is None
 
 
 def test_another_metric_is_read_at_the_kept_checkpoint(runs: Path) -> None:

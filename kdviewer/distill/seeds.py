@@ -3,7 +3,8 @@
 `kdviewer seeds kd='runs/kd-s*' nokd='runs/nokd-s*'` reads each run folder's metrics.json (the validation of
 the checkpoint the trainer keeps, and of the last epoch) and its resolved recipe.toml (the seed), and prints one
 row per group: the metric per seed, the mean and the sample standard deviation; for two groups (or with
-`--baseline`), the paired differences on the seeds both have and how many of them the first group wins. Nothing
+`--baseline`), the paired differences on the seeds both have, how many of them the first group wins, the 95 %
+confidence interval of the mean difference with the paired t-test's p, and the exact sign test's p. Nothing
 here imports torch: it reads files the trainer wrote.
 """
 
@@ -17,6 +18,7 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kdviewer.errors import KdviewerError
 from kdviewer.jobs.events import parse_event
@@ -118,8 +120,9 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
 
 
-def paired(a: Group, b: Group) -> dict[str, float | int | list[int]]:
-    """a − b on the seeds both groups have: mean differences (best, last) and a's wins (best) of n."""
+def paired(a: Group, b: Group) -> dict[str, Any]:
+    """a − b on the seeds both groups have: mean differences (best, last), a's wins and ties (best) of n, and the
+    uncertainty of the mean best difference (`paired_stats`)."""
     sa, sb = a.by_seed(), b.by_seed()
     seeds = sorted(set(sa) & set(sb))
     if not seeds:
@@ -127,7 +130,31 @@ def paired(a: Group, b: Group) -> dict[str, float | int | list[int]]:
     d_best = [sa[s].best - sb[s].best for s in seeds]
     d_last = [sa[s].last - sb[s].last for s in seeds]
     return {"seeds": seeds, "n": len(seeds), "best": statistics.fmean(d_best), "last": statistics.fmean(d_last),
-            "wins": sum(d > 0 for d in d_best), "ties": sum(d == 0 for d in d_best)}
+            "wins": sum(d > 0 for d in d_best), "ties": sum(d == 0 for d in d_best), **paired_stats(d_best)}
+
+
+def paired_stats(diffs: Sequence[float]) -> dict[str, Any]:
+    """For paired differences (one per seed): the 95 % confidence interval of their mean (Student's t, n − 1
+    degrees of freedom), the two-sided p of the paired t-test (mean 0), and the two-sided p of the exact sign
+    test (wins against losses, ties dropped). Values are None where undefined (fewer than two differences, all
+    differences equal, no non-tied seed). With a handful of seeds the sign test cannot go below 2 / 2**n
+    (0.125 for 4 seeds), so both are printed: the t-test assumes roughly normal differences, the sign test
+    assumes nothing."""
+    from scipy import stats  # the viewer's own dependency; imported here to keep `kdviewer --help` fast
+
+    n = len(diffs)
+    out: dict[str, Any] = {"ci95": None, "p_t": None, "p_sign": None}
+    wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    if wins + losses:
+        out["p_sign"] = float(stats.binomtest(wins, wins + losses, 0.5).pvalue)
+    if n >= 2:
+        sd = statistics.stdev(diffs)
+        if sd > 0:
+            mean, se = statistics.fmean(diffs), sd / math.sqrt(n)
+            half = float(stats.t.ppf(0.975, n - 1)) * se
+            out["ci95"] = (mean - half, mean + half)
+            out["p_t"] = float(2 * stats.t.sf(abs(mean) / se, n - 1))
+    return out
 
 
 def format_table(groups: Sequence[Group], metric: str, baseline: str | None = None, digits: int = 3) -> str:
@@ -155,10 +182,18 @@ def format_table(groups: Sequence[Group], metric: str, baseline: str | None = No
         if not d["n"]:
             lines.append(f"{a.name} − {b.name}: no seed in common")
             continue
-        lines.append(f"{a.name} − {b.name}, paired on seeds {', '.join(map(str, d['seeds']))}: "  # type: ignore[arg-type]
-                     f"{d['best']:+.{digits}f} ({d['last']:+.{digits}f} at the last epoch); "
-                     f"{a.name} ahead on {d['wins']} of {d['n']}" + (f", tied on {d['ties']}" if d["ties"] else ""))
+        ci = "" if d["ci95"] is None else (f" (95 % CI {d['ci95'][0]:+.{digits}f} to {d['ci95'][1]:+.{digits}f}, "
+                                           f"paired t-test p = {_p(d['p_t'])})")
+        sign = "" if d["p_sign"] is None else f" (sign test p = {_p(d['p_sign'])})"
+        lines.append(f"{a.name} − {b.name}, paired on seeds {', '.join(map(str, d['seeds']))}: "
+                     f"{d['best']:+.{digits}f}{ci}, {d['last']:+.{digits}f} at the last epoch; "
+                     f"{a.name} ahead on {d['wins']} of {d['n']}" + (f", tied on {d['ties']}" if d["ties"] else "")
+                     + sign)
     return "\n".join(lines)
+
+
+def _p(value: float) -> str:
+    return f"{value:.2g}" if value >= 0.001 else "< 0.001"
 
 
 def _pairs(groups: Sequence[Group], baseline: str | None) -> Iterable[tuple[Group, Group]]:
