@@ -28,3 +28,13 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def datasets_dir(shared_dir: Path) -> Path:
     return shared_dir / "datasets"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for the module (small nets: less thread overhead, steadier timings beside other jobs)."""
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -29,13 +29,7 @@ from kdviewer.distill.losses import (
 )
 from kdviewer.errors import KdviewerError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 S = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 1.0]])

@@ -21,13 +21,7 @@ from kdviewer.distill.nets import (
 )
 from kdviewer.errors import KdviewerError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 ALL = [
