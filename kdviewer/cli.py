@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"kdviewer {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # whoever read our output stopped (`kdviewer models | head -3`): stop quietly, as Unix tools do, and
+        # point stdout at /dev/null so that the interpreter's final flush does not fail again
+        _silence_stdout()
+        return 1
     except OSError as exc:
         if debug:
             raise
@@ -75,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kdviewer {args.command}: internal error: {type(exc).__name__}: {exc} "
               "(run with --debug for details)", file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # a stdout without a file descriptor (tests capture it)
+        pass
 
 
 if __name__ == "__main__":

@@ -105,3 +105,17 @@ def test_evaluate_json_and_table(models_dir, tmp_path, capsys):
     assert m["n"] == 4 and m["accuracy"] == pytest.approx(0.5)  # identical images: one class for all
     assert main(["evaluate", "tiny-cls", str(tmp_path / "d.npz"), "--models-dir", str(models_dir)]) == 0
     assert "confusion (rows true, columns predicted):" in capsys.readouterr().out
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(repo_dir):
+    """`kdviewer models list | head -1`: the pipe closes before the table is written; the command stops with
+    status 1 and no error line (it used to print "error: Broken pipe")."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "kdviewer", "models", "list"], cwd=repo_dir,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the command writes anything
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert err.decode().strip() == ""
