@@ -86,6 +86,7 @@ def _silence_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     except (AttributeError, OSError, ValueError):  # a stdout without a file descriptor (tests capture it)
         pass
 
