@@ -167,7 +167,7 @@ def test_channels_last_trains_the_same_net_in_nhwc(tmp_path: Path) -> None:
         r = recipe("pneumonia-cxr", "teacher_net={arch = 'resnet18'}", "train.max_steps=2", *extra)
         return train_teacher(r, tmp_path / name, progress="none", export=name == "nhwc")
 
-    plain, nhwc = run("plain"), run("nhwc", "train.channels_last=true")
+    plain, nhwc = run("plain", "train.channels_last=false"), run("nhwc", "train.channels_last=true")
     conv = "layer1.0.conv1.weight"  # 3x3, 64 -> 64: NCHW and NHWC strides differ
     assert weights(plain / "last.pt")[conv].is_contiguous()
     assert weights(nhwc / "last.pt")[conv].is_contiguous(memory_format=torch.channels_last)
