@@ -23,6 +23,13 @@ def test_sessions_are_cached_per_model_and_thread_count(runtime_models):  # noqa
     assert s1.get_session_options().intra_op_num_threads == 1
 
 
+def test_sessions_do_not_spin_between_runs(runtime_models):  # noqa: F811
+    """Idle worker threads sleep: a session held beside others (teacher and student in turns) leaves them the
+    cores (onnxruntime's default spins, and was measured to double the next session's latency)."""
+    options = get_session(load_model(runtime_models["tiny-seg"]), threads=2).get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_float16_weights_are_upcast_and_give_the_float32_result(runtime_models):  # noqa: F811
     import onnx
 

@@ -140,6 +140,11 @@ def load_session(model: Model, threads: int | None = None, *, dynamic_spatial: b
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # No busy-waiting worker threads after a run: the viewer holds several sessions (a teacher and its student
+    # compared in turns, one model per task), and a spinning pool of the last session steals the cores from the
+    # next one (measured: a vessel student run in turns with 17 other sessions 120 ms, alone or without spinning
+    # 36-58 ms; the compare panel's teacher / student alternation read it 75-81 ms).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises Fail/InvalidGraph/InvalidProtobuf/...
