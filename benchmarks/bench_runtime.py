@@ -4,7 +4,8 @@
 
 1. Every model of the registry (``models/`` and the user's folder, or ``--models-dir``): median latency of
    one onnxruntime run on its card's input shape (batch 1) with ``--threads`` threads, its teacher's (the
-   card's ``teacher`` id) measured in the same rounds, the ratio teacher/student, parameters and file size.
+   card's ``teacher`` id; for a no-KD baseline, the registry's teacher of the same recipe) measured in the same
+   rounds, the ratio teacher/student, parameters and file size.
 2. The 119×512×512 IRCAD CT through `segment_volume` with a liver student, each run in a fresh interpreter:
    wall time (goal ≤ 10 s) and peak RSS above the loaded volume; baseline in the same run: a bare
    onnxruntime loop over the same slices with the preprocessing done inline in numpy.
@@ -25,6 +26,7 @@ import platform
 import sys
 import tempfile
 import time
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -168,8 +170,26 @@ def measure_latency(models: list, threads: int, repeats: int, budget_s: float) -
     return times
 
 
+def _recipe_name(model) -> str | None:
+    """The name of the recipe a model was trained with (from its card's recipe text), None if unreadable."""
+    try:
+        return tomllib.loads(str(model.card.training.get("recipe") or "")).get("name")
+    except (tomllib.TOMLDecodeError, AttributeError):
+        return None
+
+
+def teacher_of(model, scan) -> str | None:
+    """The teacher to time a model against: the one its card names (KD students), else, for a no-KD
+    baseline, the registry's teacher trained with the same recipe (the teacher its twin learnt from)."""
+    if model.card.teacher or model.role != "baseline":
+        return model.card.teacher
+    name = _recipe_name(model)
+    found = [m.id for m in scan.models if m.role == "teacher" and name and _recipe_name(m) == name]
+    return found[0] if len(found) == 1 else None
+
+
 def latency_rows(scan, times: dict[str, list[float]]) -> list[list[str]]:
-    """One row per model: its numbers, then its teacher's and the ratio when the card names a teacher."""
+    """One row per model: its numbers, then its teacher's and the ratio when it has one (`teacher_of`)."""
     rows = []
     for m in scan.models:
         mid, iqr = median_iqr(times[m.id])
@@ -177,13 +197,14 @@ def latency_rows(scan, times: dict[str, list[float]]) -> list[list[str]]:
         size = m.onnx_path.stat().st_size
         weights = m.card.file.get("weights", "float32")
         teacher, ratio = "", ""
-        if m.card.teacher:
-            if m.card.teacher in times:
-                t_mid, t_iqr = median_iqr(times[m.card.teacher])
-                teacher = f"{m.card.teacher}: {t_mid:.1f} ms (IQR {t_iqr:.1f})"
+        teacher_id = teacher_of(m, scan)
+        if teacher_id:
+            if teacher_id in times:
+                t_mid, t_iqr = median_iqr(times[teacher_id])
+                teacher = f"{teacher_id}: {t_mid:.1f} ms (IQR {t_iqr:.1f})"
                 ratio = f"{t_mid / mid:.1f}×"
             else:
-                teacher = f"{m.card.teacher}: not in the registry"
+                teacher = f"{teacher_id}: not in the registry"
         shape = "×".join(str(d) for d in (1, m.channels, *m.input_hw))
         rows.append([m.id, STAND_IN if is_stand_in(m) else m.origin, f"{m.task} {m.role}",
                      m.card.architecture["name"], shape, f"{params / 1e6:.2f} M" if params else "?",
