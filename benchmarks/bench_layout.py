@@ -5,10 +5,9 @@
 For each recipe in resources/recipes (or the names given: `ct-denoise retina-vessels`), the teacher as its
 `[train]` stage trains it and the student as its `[distill]` stage does: the recipe's own net options, batch
 size and training crop (the stage's `patch_size`, else `[data] patch_size`, else `[data] input_size`; the
-classifiers' whole `input_size`), random inputs, two classes (the head's size hardly
-counts). One step = forward, a mean-square loss on the output,
-backward, AdamW step; the KD loss and the teacher's forward are left out (they are the same in both layouts
-or cached). The two layouts start from the same weights and batch and their steps alternate after warm-up,
+classifiers' whole `input_size`), random inputs, two classes (the head's size hardly counts). One step =
+forward, a mean-square loss on the output, backward, AdamW step; the KD loss and the teacher's forward are left
+out (they are the same in both layouts or cached). The two layouts start from the same weights and batch and their steps alternate after warm-up,
 so the shared machine's noise falls on both; the table gives each layout's median ms a step (and IQR) and the
 ratio NCHW / NHWC (> 1: channels_last is faster), with the recipe's current `channels_last` setting beside
 it. torch threads: `--threads`. Asserts nothing.
