@@ -30,6 +30,11 @@ from kdviewer.distill.trainer_models import build_net, net_spec
 RECIPES = REPO / "resources" / "recipes"
 
 
+def _in_channels(recipe: Recipe) -> int:
+    """Input channels of the recipe's nets: image channels times the 2.5-D slices stacked as channels."""
+    return recipe.data.channels * max(1, recipe.data.slices)
+
+
 def _shape(recipe: Recipe, stage: str) -> tuple[int, int, int, int]:
     cfg = recipe.stage(stage)
     if recipe.task == "classify":
@@ -39,11 +44,11 @@ def _shape(recipe: Recipe, stage: str) -> tuple[int, int, int, int]:
     if recipe.task == "super_resolve":  # the nets see the low-resolution crop
         factor = int(recipe.data.degrade.get("factor", 2))
         size = (size[0] // factor, size[1] // factor)
-    return cfg.batch_size, recipe.data.channels * max(1, recipe.data.slices), int(size[0]), int(size[1])
+    return cfg.batch_size, _in_channels(recipe), int(size[0]), int(size[1])
 
 
 def _nets(recipe: Recipe) -> list[tuple[str, str, torch.nn.Module]]:
-    meta = {"in_channels": recipe.data.channels * max(1, recipe.data.slices), "num_classes": 2}
+    meta = {"in_channels": _in_channels(recipe), "num_classes": 2}
     return [("teacher", "train", build_net(net_spec(recipe.teacher_net, recipe, meta))),
             ("student", "distill", build_net(net_spec(recipe.student_net, recipe, meta)))]
 
