@@ -10,7 +10,9 @@ with `kdviewer.runtime.resolve_model`, so the card is checked against the schema
 the card's sha256. Per model:
 
 - parameters (the card's ``architecture.parameters``), the teacher/model parameter ratio, the file size (MB);
-- latency: median ms of batch-1 onnxruntime runs (kdviewer's `make_runner`, ``--threads`` intra-op threads)
+- latency: median ms of batch-1 onnxruntime runs (kdviewer's `make_runner`, ``--threads`` intra-op threads,
+  each model in the convolution layout the runtime chose for it on this machine; the footnote names those run
+  without onnxruntime's NCHWc rewrite)
   on a random input of the card's shape; ``--rounds`` rounds, each timing every model in turn (the order
   rotated every round) so load from other jobs hits all of them alike; speed-up = teacher median / its
   median. The teacher is the row labelled ``teacher``, else the row whose card id the others name as
@@ -82,6 +84,7 @@ class Row:
     eval_s: float = 0.0
     times_ms: list[float] = field(default_factory=list)
     records: list[Any] = field(default_factory=list)  # evaluate's CaseRecords, one per item
+    conv_plan: str = ""  # the convolution layout the runtime chose for this model here (blocked | plain)
 
 
 @dataclass
@@ -421,7 +424,7 @@ def run_classics(methods: list[str], ref: Row, items: list[Any], data: str, layo
 
 def measure_latency(rows: list[Row], threads: int, rounds: int) -> None:
     """Fill each row's times_ms: after warm-up, `rounds` rounds timing every model in turn (order rotated)."""
-    from kdviewer.runtime.session import make_runner
+    from kdviewer.runtime.session import get_session, make_runner
 
     rng = np.random.default_rng(0)
     runners = []
@@ -429,6 +432,7 @@ def measure_latency(rows: list[Row], threads: int, rounds: int) -> None:
         (h, w), c = r.model.input_hw, r.model.channels
         x = rng.standard_normal((1, c, h, w)).astype(np.float32)
         run = make_runner(r.model, threads)
+        r.conv_plan = str(getattr(get_session(r.model, threads), "kdviewer_layout", ""))
         warm = []
         for _ in range(WARM_UP_RUNS + 2):  # the fastest of the last runs sets how many runs a round gets
             t0 = time.perf_counter()
@@ -442,6 +446,13 @@ def measure_latency(rows: list[Row], threads: int, rounds: int) -> None:
                 t0 = time.perf_counter()
                 run(x)
                 r.times_ms.append((time.perf_counter() - t0) * 1000.0)
+
+
+def layouts_note(rows: list[Row]) -> str:
+    """", convolutions without onnxruntime's NCHWc rewrite for a, b (faster here)" when the runtime chose that
+    plan for some models (`kdviewer.runtime.session.load_session`), else ""."""
+    plain = [r.label for r in rows if r.conv_plan == "plain"]
+    return f", convolutions without onnxruntime's NCHWc rewrite for {', '.join(plain)} (faster here)" if plain else ""
 
 
 def _num(v: Any, digits: int = 4) -> str:
@@ -558,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                 + "".join(f"{line}; " for line in (sel.source, *sel.warnings) if line)
                 + f"{n} items" + (f", first {args.limit} only" if args.limit else "") + "); latency: median of batch-1 "
                 f"onnxruntime runs on the card's input shape, {args.threads} threads, {args.rounds} rounds "
-                f"alternating between the models; speed-up and parameter ratio against "
+                f"alternating between the models{layouts_note(rows)}; speed-up and parameter ratio against "
                 f"{teacher.label + ' (' + teacher.model.id + ')' if teacher else 'no teacher (none given)'}; "
                 f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                 f"onnxruntime {onnxruntime.__version__}, load {load_average()}.")

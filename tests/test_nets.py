@@ -437,3 +437,48 @@ def test_srresnet_subpixel_output_stage_starts_as_its_skip(scale: int):
         out = net(x)
     assert out.shape == (1, 1, 10 * scale, 12 * scale)
     assert (out - bicubic).abs().max() < 0.05  # the body starts near zero
+
+
+def test_widths_set_every_level_and_the_depth():
+    """widths=(w0, ..., w_depth): those conv widths, in that order, and the depth (and hook points) they imply."""
+    model = create_model("unet_small", widths=[16, 8, 24], base=99, depth=7)
+    encoders = [blk[3].out_channels for blk in model.encoders]
+    assert model.depth == 2 and encoders == [16, 8] and model.bottleneck[3].out_channels == 24
+    assert [d.conv[3].out_channels for d in model.decoders] == [16, 8]
+    assert feature_layers("unet_small", widths=[16, 8, 24]) == ["encoders.0", "encoders.1", "bottleneck"]
+    out, _ = _logits_and_conv_widths(model)
+    assert out.shape == (1, 2, 64, 48)
+    for bad in ([16], [16, 0, 8]):
+        with pytest.raises(ValueError, match="widths"):
+            create_model("unet_small", widths=bad)
+
+
+def test_refine_detail_sees_the_shuffled_logits_and_starts_as_the_shuffle_unet():
+    """detail_mode="refine": the branch's input is the image and the U-Net's full-resolution logits; zero at
+    the start; a change of the coarse logits alone moves its output (the logits mode's branch cannot see them)."""
+    kw = dict(depth=2, base=4, entry_stride=2, entry="shuffle")
+    plain = create_model("unet_small", **kw)
+    refine = create_model("unet_small", detail=4, detail_mode="refine", **kw)
+    assert refine.detail[0].in_channels == 1 + 2
+    refine.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.randn(1, 1, 64, 48)
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(x), refine.eval()(x))
+        torch.nn.init.normal_(refine.detail[-1].weight)
+        coarse = plain(x)
+        assert torch.allclose(refine(x), coarse + refine.detail(torch.cat([x, coarse], dim=1)), atol=1e-6)
+        shifted = refine.detail(torch.cat([x, coarse + 1.0], dim=1)) - refine.detail(torch.cat([x, coarse], dim=1))
+    assert float(shifted.abs().max()) > 0
+    with pytest.raises(ValueError, match="detail_mode"):
+        create_model("unet_small", detail=4, detail_mode="sum", **kw)
+
+
+def test_feature_detail_fuses_both_branches_before_a_last_conv_with_the_prior():
+    """detail_mode="features": the head gives 4·D channels at half resolution (D per full-resolution pixel),
+    summed with the detail branch's D channels, then a 3×3 conv to the classes, which starts at the prior."""
+    model = create_model("unet_small", depth=2, base=4, entry_stride=2, entry="shuffle", detail=3,
+                         detail_mode="features")
+    assert model.head.out_channels == 12 and model.detail[0].out_channels == 3 and model.fuse.in_channels == 3
+    out, sizes = _logits_and_conv_widths(model)
+    assert out.shape == (1, 2, 64, 48) and sizes[-1] == 48 and sizes.count(48) == 2   # detail conv, fuse conv
+    assert float(torch.softmax(out, dim=1)[0, 0].min()) > 0.95

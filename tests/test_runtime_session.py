@@ -8,7 +8,8 @@ import pytest
 from runtime_models import runtime_models, write_card  # noqa: F401
 
 from kdviewer.runtime import ModelLoadError, default_threads, get_session, load_model
-from kdviewer.runtime.session import make_runner, upcast_float16
+from kdviewer.runtime import session as runtime_session
+from kdviewer.runtime.session import load_session, make_runner, upcast_float16
 
 
 def test_default_threads_are_the_physical_cores():
@@ -28,6 +29,57 @@ def test_sessions_do_not_spin_between_runs(runtime_models):  # noqa: F811
     cores (onnxruntime's default spins, and was measured to double the next session's latency)."""
     options = get_session(load_model(runtime_models["tiny-seg"]), threads=2).get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_both_conv_layouts_give_the_same_result_and_say_which_they_are(runtime_models):  # noqa: F811
+    """layout "blocked" (onnxruntime's NCHWc rewrite) and "plain" (without it) compute the same logits; the
+    session names its plan; an unknown layout is a ValueError."""
+    model = load_model(runtime_models["tiny-seg"])
+    blocked, plain = load_session(model, 1, layout="blocked"), load_session(model, 1, layout="plain")
+    assert (blocked.kdviewer_layout, plain.kdviewer_layout) == ("blocked", "plain")
+    x = {blocked.get_inputs()[0].name: np.random.default_rng(0).random((1, 1, 32, 32), dtype=np.float32)}
+    np.testing.assert_allclose(plain.run(None, x)[0], blocked.run(None, x)[0], atol=1e-5)
+    with pytest.raises(ValueError, match="layout"):
+        load_session(model, 1, layout="nchwc")
+
+
+@pytest.mark.parametrize("plain_wins", [True, False])
+def test_auto_layout_keeps_the_plan_that_timed_faster(runtime_models, monkeypatch, plain_wins):  # noqa: F811
+    """A small, quick model is timed both ways on its card's input shape and the faster plan kept."""
+    seen = []
+
+    def fake(blocked, plain, feed):
+        seen.append(({k: v.shape for k, v in feed.items()}, blocked.kdviewer_layout, plain.kdviewer_layout))
+        return plain_wins
+
+    monkeypatch.setattr(runtime_session, "plain_is_faster", fake)
+    session = load_session(load_model(runtime_models["tiny-seg"]), 1)
+    assert session.kdviewer_layout == ("plain" if plain_wins else "blocked")
+    assert seen == [({session.get_inputs()[0].name: (1, 1, 32, 32)}, "blocked", "plain")]
+
+
+@pytest.mark.parametrize("limit", ["TUNE_MAX_BYTES", "TUNE_MAX_RUN_MS"])
+def test_auto_layout_leaves_large_or_slow_models_blocked_untimed(runtime_models, monkeypatch, limit):  # noqa: F811
+    """Files over TUNE_MAX_BYTES (teachers) and models slower than TUNE_MAX_RUN_MS a run are not timed both
+    ways (the wide nets are never faster plain, and the timing would slow their loading)."""
+    def never(*_args):
+        raise AssertionError("timed both ways")
+
+    monkeypatch.setattr(runtime_session, "plain_is_faster", never)
+    monkeypatch.setattr(runtime_session, limit, 0)
+    assert load_session(load_model(runtime_models["tiny-seg"]), 1).kdviewer_layout == "blocked"
+
+
+def test_plain_layout_is_chosen_only_when_clearly_faster(runtime_models, monkeypatch):  # noqa: F811
+    """plain_is_faster compares medians of alternating runs and needs plain 10 % ahead (noise is no reason)."""
+    model = load_model(runtime_models["tiny-seg"])
+    blocked, plain = load_session(model, 1, layout="blocked"), load_session(model, 1, layout="plain")
+    feed = {blocked.get_inputs()[0].name: np.zeros((1, 1, 32, 32), np.float32)}
+    clock = {"blocked": 10.0, "plain": 9.5}
+    monkeypatch.setattr(runtime_session, "median_ms", lambda s, f, runs: clock[s.kdviewer_layout])
+    assert not runtime_session.plain_is_faster(blocked, plain, feed)     # 5 % ahead: within the margin
+    clock["plain"] = 8.5
+    assert runtime_session.plain_is_faster(blocked, plain, feed)
 
 
 def test_float16_weights_are_upcast_and_give_the_float32_result(runtime_models):  # noqa: F811

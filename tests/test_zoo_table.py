@@ -81,6 +81,20 @@ def test_table_has_evaluate_metrics_and_the_gap_by_hand(zoo, capsys):
     assert float(rows["kd"]["latency (ms)"]) > 0 and "6 items" in out
 
 
+def test_the_footnote_names_models_run_without_the_blocked_layout(zoo, capsys, monkeypatch):
+    """The runtime may run a thin model without onnxruntime's NCHWc rewrite (faster on this machine); the
+    table's footnote says for which rows, so a speed-up is read with the plan that produced it."""
+    from kdviewer.runtime import session as runtime_session
+
+    runtime_session.clear_sessions()
+    monkeypatch.setattr(runtime_session, "plain_is_faster", lambda blocked, plain, feed: True)
+    code, out, _ = _run(capsys, "--data", str(zoo["data"]), "--split", "val", f"teacher={zoo['good']}",
+                        f"kd={zoo['bad']}")
+    runtime_session.clear_sessions()
+    assert code == 0 and "NCHWc rewrite for teacher, kd (faster here)" in out
+    assert zoo_table.layouts_note([zoo_table.Row("a", None, conv_plan="blocked")]) == ""
+
+
 def test_gap_is_na_when_the_teacher_is_not_above_nokd(zoo, capsys):
     code, out, _ = _run(capsys, "--data", str(zoo["data"]), "--split", "val", f"teacher={zoo['bad']}",
                         f"kd={zoo['good']}", f"nokd={zoo['good']}")

@@ -89,6 +89,8 @@ class NetConfig:
     entry_stride: int | None = None     # unet_small: 2 runs the U-Net at half resolution
     entry: str | None = None            # unet_small with entry_stride 2: conv | shuffle (pixel (un)shuffle)
     detail: int | None = None           # unet_small with entry shuffle: channels of a full-resolution branch
+    detail_mode: str | None = None      # unet_small with detail: logits | refine | features (`nets.unet.UNet`)
+    widths: tuple[int, ...] | None = None  # unet_small: each level's width (overrides base and depth)
     skip: str | None = None             # super-resolution nets: bicubic | learned | none
     subpixel: bool | None = None        # srresnet: ESPCN's output stage (no layer at the high resolution)
     dilations: tuple[int, ...] | None = None  # dncnn, denoise_small: one per middle block (IRCNN's wider view)

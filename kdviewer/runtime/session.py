@@ -121,12 +121,70 @@ def free_spatial_dims(model_bytes: bytes, path: Path | None = None) -> bytes:
     return proto.SerializeToString()
 
 
-def load_session(model: Model, threads: int | None = None, *, dynamic_spatial: bool = False):
+# onnxruntime rewrites convolutions into a blocked layout (NCHWc, 8 channels a block with AVX2, 16 with AVX-512)
+# and pads every other width up to a whole block, reordering each padded output back to plain NCHW for the next
+# thin layer. Wide nets (teachers) gain a lot from it; a thin student (4-10 channels at full resolution) can run
+# faster without it (measured on an AVX-512 CPU: the shipped vessel U-Net ~20 % faster plain, its teacher ~1.7x
+# slower). Which is faster depends on the CPU, so small, quick models are timed both ways on this machine at
+# load (about 20 runs, under a second for the students; teachers are never faster plain and are not timed).
+LAYOUTS = ("auto", "blocked", "plain")
+TUNE_MAX_BYTES = 4 << 20        # files up to 4 MB (about 1 M float32 parameters) are timed ...
+TUNE_MAX_RUN_MS = 150.0         # ... when one blocked run takes at most this long (else: blocked)
+_PLAIN_MARGIN = 0.9             # plain is kept only when its median is at least 10 % below blocked's
+_NCHWC = "NchwcTransformer"
+
+
+def _probe_input(model: Model, session) -> dict[str, np.ndarray]:
+    """One batch-1 input of the model's card shape (symbolic dimensions from the card, else 1)."""
+    meta = session.get_inputs()[0]
+    card = list(model.card.input.get("shape") or [])
+    dims = []
+    for axis, dim in enumerate(meta.shape):
+        if isinstance(dim, int) and dim > 0:
+            dims.append(dim)
+        else:
+            from_card = card[axis] if axis < len(card) and axis > 0 else None
+            dims.append(int(from_card) if isinstance(from_card, int) and from_card > 0 else 1)
+    rng = np.random.default_rng(0)
+    return {meta.name: rng.standard_normal(dims).astype(np.float32)}
+
+
+def median_ms(session, feed: dict[str, np.ndarray], runs: int) -> float:
+    """Median wall time (ms) of `runs` runs of `session` on `feed`."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def plain_is_faster(blocked, plain, feed: dict[str, np.ndarray], rounds: int = 5) -> bool:
+    """Whether `plain` (no NCHWc rewrite) runs `feed` clearly faster than `blocked`: after a warm-up run each,
+    `rounds` alternating rounds of 2 timed runs each; plain must beat blocked's median by `_PLAIN_MARGIN`."""
+    plain.run(None, feed)
+    b_times, p_times = [], []
+    for _ in range(rounds):
+        for session, times in ((blocked, b_times), (plain, p_times)):
+            times.append(median_ms(session, feed, 1))
+            times.append(median_ms(session, feed, 1))
+    return float(np.median(p_times)) < _PLAIN_MARGIN * float(np.median(b_times))
+
+
+def load_session(model: Model, threads: int | None = None, *, dynamic_spatial: bool = False,
+                 layout: str = "auto"):
     """A new onnxruntime `InferenceSession` for `model` (CPU), float16 weights upcast first;
     `dynamic_spatial`: accept inputs of any height and width (`free_spatial_dims`).
 
+    `layout`: "blocked" (onnxruntime's NCHWc rewrite of convolutions, its default), "plain" (without it), or
+    "auto": a model file up to `TUNE_MAX_BYTES` whose run takes up to `TUNE_MAX_RUN_MS` is timed both ways on
+    this machine and the clearly faster plan kept (see `LAYOUTS`' comment); any other stays blocked. The chosen plan is the session's
+    ``kdviewer_layout`` attribute.
+
     Raises `ModelLoadError` with onnxruntime's reason when it cannot load the file.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     import onnxruntime as ort
 
     threads = threads or default_threads()
@@ -145,11 +203,34 @@ def load_session(model: Model, threads: int | None = None, *, dynamic_spatial: b
     # next one (measured: a vessel student run in turns with 17 other sessions 120 ms, alone or without spinning
     # 36-58 ms; the compare panel's teacher / student alternation read it 75-81 ms).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+
+    def create(plan: str):
+        disabled = [_NCHWC] if plan == "plain" else None
+        try:
+            session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"],
+                                           disabled_optimizers=disabled)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises Fail/InvalidGraph/InvalidProtobuf/...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(model.onnx_path, f"onnxruntime cannot load this model: {reason}") from exc
+        session.kdviewer_layout = plan
+        return session
+
+    if layout != "auto":
+        return create(layout)
+    blocked = create("blocked")
+    if len(data) > TUNE_MAX_BYTES:
+        return blocked
     try:
-        return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises Fail/InvalidGraph/InvalidProtobuf/...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(model.onnx_path, f"onnxruntime cannot load this model: {reason}") from exc
+        feed = _probe_input(model, blocked)
+        blocked.run(None, feed)                          # warm-up: the first run allocates
+        if median_ms(blocked, feed, 1) > TUNE_MAX_RUN_MS:
+            return blocked
+        plain = create("plain")
+        return plain if plain_is_faster(blocked, plain, feed) else blocked
+    except ModelLoadError:
+        raise
+    except Exception:  # noqa: BLE001 - a model that fails on a probe input fails the same way when used
+        return blocked
 
 
 def get_session(model: Model, threads: int | None = None):

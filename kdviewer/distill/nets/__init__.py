@@ -62,7 +62,8 @@ def _fixed(*names: str) -> Callable[[dict[str, Any]], list[str]]:
 
 def _unet_features(default_depth: int) -> Callable[[dict[str, Any]], list[str]]:
     def names(kw: dict[str, Any]) -> list[str]:
-        depth = int(kw.get("depth", default_depth))
+        widths = kw.get("widths")
+        depth = len(widths) - 1 if widths else int(kw.get("depth", default_depth))
         return [f"encoders.{i}" for i in range(depth)] + ["bottleneck"]
 
     return names

@@ -107,12 +107,23 @@ class UNet(nn.Module):
     to the classes, added to the pixel-shuffled logits (a 5×5 full-resolution view for the 1-2 px structures
     that the 2×2 blocks blur; the only full-resolution work, a few channels wide, as the spatial path of a
     two-branch segmenter such as BiSeNet). Its last conv starts at zero, so training starts from the plain
-    shuffle U-Net.
+    shuffle U-Net. ``detail_mode="features"`` joins the two branches earlier: the head gives D feature channels
+    per full-resolution pixel (4·D at half resolution, pixel-shuffled), the detail branch a 3×3 conv of the input
+    to D channels; their sum, after a ReLU, goes through a last 3×3 conv to the classes, so the logits of a thin
+    vessel are computed from both views at full resolution instead of added from two separate predictions.
+    ``detail_mode="refine"``: the detail branch sees the input and the pixel-shuffled logits (a cascade's
+    refinement stage: the local correction knows what the half-resolution context predicted), and its output is
+    added to those logits; about the cost of ``"logits"``.
+
+    ``widths`` (w0, ..., w_depth) sets each level's width instead of ``base · 2**i`` (and the depth): a thin net
+    whose widths are multiples of 16 fills the blocked (NCHWc) convolutions of onnxruntime on AVX-512 CPUs, which
+    pad any other width up to the next multiple (8 on AVX2).
     """
 
     def __init__(
         self, *, in_channels: int = 1, num_classes: int = 2, depth: int = 4, base: int = 32, bilinear=True,
-        entry_stride: int = 1, entry: str = "conv", detail: int = 0,
+        entry_stride: int = 1, entry: str = "conv", detail: int = 0, detail_mode: str = "logits",
+        widths: tuple[int, ...] | list[int] | None = None,
     ):
         super().__init__()
         if depth < 1:
@@ -126,19 +137,35 @@ class UNet(nn.Module):
         if detail < 0 or (detail and entry != "shuffle"):
             raise ValueError(f"detail (a full-resolution branch of D >= 1 channels) needs entry 'shuffle', got "
                              f"detail={detail} with entry {entry!r}")
-        widths = [base * 2**i for i in range(depth + 1)]
+        if detail_mode not in ("logits", "features", "refine"):
+            raise ValueError(f"detail_mode must be 'logits', 'features' or 'refine', not {detail_mode!r}")
+        if widths is not None:
+            widths = [int(w) for w in widths]
+            if len(widths) < 2 or min(widths) < 1:
+                raise ValueError(f"widths needs at least two positive widths (levels 0..depth), got {widths}")
+            depth = len(widths) - 1
+        else:
+            widths = [base * 2**i for i in range(depth + 1)]
         self.depth = depth
+        self.detail_mode = detail_mode
         self.entry: nn.Module | None = None
         self.exit: nn.Module | None = None
         self.detail: nn.Sequential | None = None
+        self.fuse: nn.Conv2d | None = None
         head_out = num_classes
-        if detail:
+        if detail and detail_mode == "features":
             self.detail = nn.Sequential(nn.Conv2d(in_channels, detail, 3, padding=1, bias=False),
+                                        nn.BatchNorm2d(detail))
+            self.fuse = nn.Conv2d(detail, num_classes, 3, padding=1)
+            head_out = detail
+        elif detail:
+            detail_in = in_channels + (num_classes if detail_mode == "refine" else 0)
+            self.detail = nn.Sequential(nn.Conv2d(detail_in, detail, 3, padding=1, bias=False),
                                         nn.BatchNorm2d(detail), nn.ReLU(inplace=True),
                                         nn.Conv2d(detail, num_classes, 3, padding=1))
         if entry_stride == 2 and entry == "shuffle":
             self.entry, self.exit = nn.PixelUnshuffle(2), nn.PixelShuffle(2)
-            in_channels, head_out = in_channels * 4, num_classes * 4
+            in_channels, head_out = in_channels * 4, head_out * 4
         elif entry_stride == 2:
             self.entry = nn.Sequential(nn.Conv2d(in_channels, base, 3, stride=2, padding=1, bias=False),
                                        nn.BatchNorm2d(base), nn.ReLU(inplace=True))
@@ -156,8 +183,11 @@ class UNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        init_prior_head(self.head, groups=head_out // num_classes)
-        if self.detail is not None:
+        if self.fuse is not None:
+            init_prior_head(self.fuse)
+        else:
+            init_prior_head(self.head, groups=head_out // num_classes)
+        if self.detail is not None and self.fuse is None:
             nn.init.zeros_(self.detail[-1].weight)
             nn.init.zeros_(self.detail[-1].bias)
 
@@ -174,7 +204,13 @@ class UNet(nn.Module):
             x = self.decoders[i](x, skips[i])
         x = self.head(x)
         x = x if self.exit is None else self.exit(x)
-        return x if self.detail is None else x + self.detail(full)
+        if self.detail is None:
+            return x
+        if self.fuse is not None:
+            return self.fuse(torch.relu(x + self.detail(full)))
+        if self.detail_mode == "refine":
+            return x + self.detail(torch.cat([full, x], dim=1))
+        return x + self.detail(full)
 
 
 def unet(
@@ -186,15 +222,17 @@ def unet(
 
 def unet_small(
     *, in_channels: int = 1, num_classes: int = 2, depth: int = 4, base: int = 6, bilinear: bool = True,
-    entry_stride: int = 1, entry: str = "conv", detail: int = 0,
+    entry_stride: int = 1, entry: str = "conv", detail: int = 0, detail_mode: str = "logits",
+    widths: tuple[int, ...] | list[int] | None = None,
 ) -> UNet:
     """Thin U-Net student: the teacher's design and depth (same input sizes, hook points at the same
     resolutions), base 6: ≈ 0.26 M parameters (base 8, depth 3: 0.11 M). ``entry_stride=2``: the U-Net runs at
     half resolution behind a stride-2 entry conv (hook points then at twice the teacher's strides); with
     ``entry="shuffle"`` behind a pixel unshuffle, with a pixel-shuffle output; ``detail=D`` adds a full-resolution
-    branch of D channels to that (see `UNet`)."""
+    branch of D channels to that, joined at the logits or (``detail_mode="features"``) before a last
+    full-resolution conv; ``widths`` sets every level's width (see `UNet`)."""
     return UNet(in_channels=in_channels, num_classes=num_classes, depth=depth, base=base, bilinear=bilinear,
-                entry_stride=entry_stride, entry=entry, detail=detail)
+                entry_stride=entry_stride, entry=entry, detail=detail, detail_mode=detail_mode, widths=widths)
 
 
 # features.* slices of MobileNetV2 that end at output strides 2, 4, 8, 16 (encoders) and 32 (bottleneck).
