@@ -213,6 +213,17 @@ def latency_rows(scan, times: dict[str, list[float]]) -> list[list[str]]:
     return rows
 
 
+def plain_layout_note(models: list, threads: int) -> str:
+    """Which models the runtime runs without onnxruntime's NCHWc rewrite on this machine (it times both plans
+    of a small model at load and keeps the faster: `kdviewer.runtime.session.load_session`)."""
+    from kdviewer.runtime.session import get_session
+
+    plain = [m.id for m in models if getattr(get_session(m, threads), "kdviewer_layout", "") == "plain"]
+    return ("\nConvolution layout chosen at load: every model blocked (onnxruntime's NCHWc rewrite)." if not plain
+            else "\nConvolution layout chosen at load: plain (no NCHWc rewrite, faster here) for "
+            + ", ".join(plain) + "; blocked for the rest.")
+
+
 # -- 2: whole-volume segmentation, each run in a fresh interpreter -----------------------------------------
 
 # What both children report besides time and memory (an expression evaluated in the child).
@@ -515,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         times = measure_latency(list(scan.models), args.threads, args.repeats, args.latency_budget_s)
         print_table(["model", "kind", "task", "architecture", "input", "parameters", "file", "latency",
                      "teacher (same rounds)", "teacher/student"], latency_rows(scan, times))
+        print(plain_layout_note(scan.models, args.threads))
 
         print_volume(scan, args)
         print_fundus(scan, args)

@@ -179,6 +179,25 @@ def test_bad_folder_shows_its_error_and_the_tab_keeps_working(qtbot, tmp_path: P
     assert tab.start() is None and "extra settings" in tab.form_error.text()
 
 
+def test_a_stalled_run_shows_its_warning_in_the_status_line(qtbot, tmp_path: Path, home: Path) -> None:
+    """The trainer's stall warning (Dice 0 from the start) reaches the job's status line, escaped, in short."""
+    from types import SimpleNamespace
+
+    from kdviewer.jobs import Progress
+
+    tab = make_tab(qtbot, tmp_path, home)
+    progress = Progress(stage="distill", epochs=50, epoch=4,
+                        warning="validation Dice has been 0 for the first 5 validations: <try> another seed")
+    job = SimpleNamespace(id="j1", name="nodules", argv=["distill"], progress=progress, state=JobState.RUNNING,
+                          error_message=None)
+    tab._show_status(job)
+    text = tab.status_label.text()
+    assert "warning: validation Dice has been 0 for the first 5 validations (see the log)" in text
+    assert "<try>" not in text
+    tab._show_status(SimpleNamespace(**{**vars(job), "progress": Progress(stage="distill")}))
+    assert "warning" not in tab.status_label.text()
+
+
 def test_logic_matches_the_engine_and_plans_stages(tmp_path: Path) -> None:
     from kdviewer.distill.recipe import METHODS_FOR_TASK
 

@@ -208,6 +208,21 @@ def test_parse_event_reads_every_kind_and_keeps_the_rest_as_log_text():
     assert format_event(epoch) == "epoch 3: train loss 0.39, val auc 0.95 (best), ETA 610 s"
 
 
+def test_a_stall_warning_shows_in_the_log_line_and_stays_in_the_progress():
+    """The trainer's one-time "warning" of an epoch event: its own line in the formatted log, and kept in the
+    progress (the job's status line shows it) after later epochs without one."""
+    warned = parse_event('{"event": "epoch", "epoch": 4, "train_loss": 1.02, "val": {"dice": 0.0}, '
+                         '"warning": "validation Dice has been 0 for the first 5 validations: try a seed"}')
+    assert isinstance(warned, EpochEvent) and warned.warning.startswith("validation Dice has been 0")
+    assert format_event(warned) == ("epoch 4: train loss 1.02, val dice 0\n"
+                                    "warning: validation Dice has been 0 for the first 5 validations: try a seed")
+    tracker = ProgressTracker()
+    tracker.update(warned)
+    tracker.update(parse_event('{"event": "epoch", "epoch": 5, "train_loss": 1.0, "val": {"dice": 0.0}}'))
+    assert tracker.snapshot().warning == warned.warning
+    assert ProgressTracker().snapshot().warning is None
+
+
 def test_progress_keeps_curves_best_and_counts_the_eta_down():
     now = [100.0]
     tracker = ProgressTracker(clock=lambda: now[0])

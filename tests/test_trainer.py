@@ -162,6 +162,30 @@ def test_kd_rampup_follows_the_runs_fractional_epoch(tmp_path: Path, monkeypatch
     assert seen == [(0.0, 3.0), (0.5, 3.0), (1.0, 3.0), (1.5, 3.0)]
 
 
+def test_a_segmenter_stuck_at_dice_0_is_warned_about_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A real stall: a prior-initialised U-Net trained at a negligible learning rate predicts background
+    everywhere; the 5th validation's epoch event carries the warning (and stderr says it), once in 6 epochs."""
+    stuck = recipe("retina-vessels", "train.max_steps=0", "train.epochs=6", "train.lr=1e-9", "data.repeat=1")
+    run = train_teacher(stuck, tmp_path / "t", progress="none", export=False)
+    epochs = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()
+              if json.loads(line)["event"] == "epoch"]
+    assert [e["val"]["dice"] for e in epochs] == [0.0] * 6
+    assert [bool(e.get("warning")) for e in epochs] == [False] * 4 + [True, False]
+    assert "validation Dice has been 0 for the first 5 validations" in epochs[4]["warning"]
+    assert capsys.readouterr().err.count("warning: validation Dice has been 0") == 1
+
+
+def test_stall_warning_needs_dice_0_from_the_start_and_only_for_segmentation() -> None:
+    from kdviewer.distill.trainer_tasks import STALL_EPOCHS, SegmentAdapter, TaskAdapter
+
+    adapter = SegmentAdapter()
+    zeros = [{"val": {"dice": 0.0}}] * STALL_EPOCHS
+    assert adapter.stall_warning(zeros) and adapter.stall_warning(zeros[:-1]) is None
+    assert adapter.stall_warning([{"val": {"dice": 0.01}}, *zeros[1:]]) is None   # it found something once
+    assert adapter.stall_warning([*zeros, {"val": {"dice": 0.0}}]) is None        # said once, at the 5th
+    assert TaskAdapter().stall_warning([{"val": {"dice": 0.0}}] * STALL_EPOCHS) is None       # other tasks: none
+
+
 def test_channels_last_trains_the_same_net_in_nhwc(tmp_path: Path) -> None:
     def run(name: str, *extra: str) -> Path:
         r = recipe("pneumonia-cxr", "teacher_net={arch = 'resnet18'}", "train.max_steps=2", *extra)

@@ -363,8 +363,11 @@ class _Loop:
                 self._save_last()
                 done_steps = max(st.step - step_at_start, 1)
                 eta = (time.perf_counter() - t_start) / done_steps * max(total_steps - st.step, 0)
+                warning = self.adapter.stall_warning(st.history) if entry["val"] else None
                 self.reporter.emit("epoch", epoch=entry["epoch"], train_loss=entry["train_loss"], val=entry["val"],
-                                   best=is_best, eta_s=round(eta, 1))
+                                   best=is_best, eta_s=round(eta, 1), **({"warning": warning} if warning else {}))
+                if warning:
+                    self.reporter.log(f"warning: {warning}")
                 barrier(ctx)
 
     def _validates(self, finished_epoch: bool) -> bool:

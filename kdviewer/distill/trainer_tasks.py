@@ -18,6 +18,7 @@ from kdviewer.errors import KdviewerError
 from kdviewer.imaging.metrics import classification_metrics, dice, psnr, ssim
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
+STALL_EPOCHS = 5  # segmentation: validations at Dice 0 in a row, from the start, before a warning
 
 
 class TaskAdapter:
@@ -33,6 +34,11 @@ class TaskAdapter:
     def evaluate(self, predict: Predict, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
         """Validation metrics of `predict` (images (N, C, H, W) float32 -> outputs) over `batches`."""
         raise NotImplementedError
+
+    def stall_warning(self, history: list[dict[str, Any]]) -> str | None:
+        """A one-line warning when the validations so far (`history`: the trainer's entries, each with
+        ``val``) show a known failure that training will not leave on its own; None otherwise."""
+        return None
 
 
 class ClassifyAdapter(TaskAdapter):
@@ -87,6 +93,17 @@ class SegmentAdapter(TaskAdapter):
         pred, target = np.concatenate(preds), np.concatenate(targets)
         scores = [dice(pred == c, target == c) for c in range(1, n_classes)]
         return {"dice": float(np.mean(scores))}
+
+    def stall_warning(self, history: list[dict[str, Any]]) -> str | None:
+        """When the first `STALL_EPOCHS` validations all scored Dice 0 (and only then, once): the net predicts
+        background everywhere, a stall that thin segmenters with rare foreground (nodules, vessels) fell into on
+        some seeds and never left (measured: 50 epochs at Dice 0)."""
+        scores = [entry.get("val", {}).get("dice") for entry in history]
+        if len(scores) != STALL_EPOCHS or any(score != 0 for score in scores):
+            return None
+        return (f"validation Dice has been 0 for the first {STALL_EPOCHS} validations: the net predicts background "
+                "everywhere and seldom recovers; stop and try another seed (--set seed=N), a KD ramp-up "
+                "(distill.kd_rampup_epochs) or a wider student")
 
 
 class RestoreAdapter(TaskAdapter):

@@ -7,6 +7,7 @@ mixes it in and gives it `history`, `jobs` (followed), `_selected`, `_log_key`, 
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -178,6 +179,9 @@ class DistilJobViewMixin:
         else:
             parts.append(state.value + (f": {job.error_message}" if state is JobState.FAILED and job.error_message
                                         else ""))
+        if p.warning:   # its first clause; the log holds all of it
+            parts.append(f"<span style='color:#b35c00'>warning: {html.escape(p.warning.split(':')[0])} "
+                         "(see the log)</span>")
         self.status_label.setText(" · ".join(x for x in parts if x))
         if total and p.step is not None:
             self.progress_bar.setRange(0, total)

@@ -57,6 +57,7 @@ class EpochEvent(Event):
     val: Mapping[str, float] = field(default_factory=dict)
     best: bool = False
     eta_s: float | None = None
+    warning: str | None = None   # a stall the trainer saw (e.g. Dice 0 from the start), once
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +149,7 @@ def _from_object(obj: Mapping[str, Any]) -> Event:
     if name == "epoch":
         return EpochEvent(raw=obj, epoch=_int(obj.get("epoch")), train_loss=_float(obj.get("train_loss")),
                           val=_metrics(obj.get("val")), best=obj.get("best") is True,
-                          eta_s=_float(obj.get("eta_s")))
+                          eta_s=_float(obj.get("eta_s")), warning=_str(obj.get("warning")))
     if name == "checkpoint":
         return CheckpointEvent(raw=obj, path=str(obj.get("path", "")))
     if name == "export":
@@ -192,7 +193,8 @@ def format_event(event: Event) -> str:
             loss = "?" if event.train_loss is None else f"{event.train_loss:.4g}"
             best = " (best)" if event.best else ""
             eta = "" if event.eta_s is None or not math.isfinite(event.eta_s) else f", ETA {event.eta_s:.0f} s"
-            return f"epoch {event.epoch}: train loss {loss}" + (f", val {val}" if val else "") + best + eta
+            warning = f"\nwarning: {event.warning}" if event.warning else ""
+            return f"epoch {event.epoch}: train loss {loss}" + (f", val {val}" if val else "") + best + eta + warning
         case CheckpointEvent():
             return f"checkpoint {event.path}"
         case ExportEvent():
@@ -231,6 +233,7 @@ class Progress:
     onnx: str | None = None
     card: str | None = None
     error: str | None = None
+    warning: str | None = None
 
 
 class ProgressTracker:
@@ -273,6 +276,8 @@ class ProgressTracker:
                     f.update(best_epoch=event.epoch, best_val=dict(event.val))
                 if event.eta_s is not None:
                     self._eta = (event.eta_s, self._clock())
+                if event.warning:
+                    f["warning"] = event.warning
             case CheckpointEvent():
                 f["checkpoint"] = event.path
             case ExportEvent():
