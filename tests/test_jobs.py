@@ -209,12 +209,12 @@ def test_parse_event_reads_every_kind_and_keeps_the_rest_as_log_text():
 
 
 def test_a_stall_warning_shows_in_the_log_line_and_stays_in_the_progress():
-    """The trainer's one-time "warning" of an epoch event: its own line in the formatted log, and kept in the
-    progress (the job's status line shows it) after later epochs without one."""
+    """The trainer's one-time "warning" of an epoch event: at the end of its line in the formatted log (still one
+    line), and kept in the progress (the job's status line shows it) after later epochs without one."""
     warned = parse_event('{"event": "epoch", "epoch": 4, "train_loss": 1.02, "val": {"dice": 0.0}, '
                          '"warning": "validation Dice has been 0 for the first 5 validations: try a seed"}')
     assert isinstance(warned, EpochEvent) and warned.warning.startswith("validation Dice has been 0")
-    assert format_event(warned) == ("epoch 4: train loss 1.02, val dice 0\n"
+    assert format_event(warned) == ("epoch 4: train loss 1.02, val dice 0; "
                                     "warning: validation Dice has been 0 for the first 5 validations: try a seed")
     tracker = ProgressTracker()
     tracker.update(warned)

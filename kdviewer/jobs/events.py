@@ -193,7 +193,7 @@ def format_event(event: Event) -> str:
             loss = "?" if event.train_loss is None else f"{event.train_loss:.4g}"
             best = " (best)" if event.best else ""
             eta = "" if event.eta_s is None or not math.isfinite(event.eta_s) else f", ETA {event.eta_s:.0f} s"
-            warning = f"\nwarning: {event.warning}" if event.warning else ""
+            warning = f"; warning: {event.warning}" if event.warning else ""
             return f"epoch {event.epoch}: train loss {loss}" + (f", val {val}" if val else "") + best + eta + warning
         case CheckpointEvent():
             return f"checkpoint {event.path}"
