@@ -471,6 +471,8 @@ def test_refine_detail_sees_the_shuffled_logits_and_starts_as_the_shuffle_unet()
     assert float(shifted.abs().max()) > 0
     with pytest.raises(ValueError, match="detail_mode"):
         create_model("unet_small", detail=4, detail_mode="sum", **kw)
+    with pytest.raises(ValueError, match="needs a detail branch"):
+        create_model("unet_small", detail_mode="refine", **kw)
 
 
 def test_feature_detail_fuses_both_branches_before_a_last_conv_with_the_prior():

@@ -139,6 +139,8 @@ class UNet(nn.Module):
                              f"detail={detail} with entry {entry!r}")
         if detail_mode not in ("logits", "features", "refine"):
             raise ValueError(f"detail_mode must be 'logits', 'features' or 'refine', not {detail_mode!r}")
+        if detail_mode != "logits" and not detail:
+            raise ValueError(f"detail_mode {detail_mode!r} needs a detail branch (detail = D channels)")
         if widths is not None:
             widths = [int(w) for w in widths]
             if len(widths) < 2 or min(widths) < 1:
