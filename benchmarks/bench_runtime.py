@@ -216,9 +216,9 @@ def latency_rows(scan, times: dict[str, list[float]]) -> list[list[str]]:
 def plain_layout_note(models: list, threads: int) -> str:
     """Which models the runtime runs without onnxruntime's NCHWc rewrite on this machine (it times both plans
     of a small model at load and keeps the faster: `kdviewer.runtime.session.load_session`)."""
-    from kdviewer.runtime.session import get_session
+    from kdviewer.runtime.session import layout_of
 
-    plain = [m.id for m in models if getattr(get_session(m, threads), "kdviewer_layout", "") == "plain"]
+    plain = [m.id for m in models if layout_of(m, threads) == "plain"]
     return ("\nConvolution layout chosen at load: every model blocked (onnxruntime's NCHWc rewrite)." if not plain
             else "\nConvolution layout chosen at load: plain (no NCHWc rewrite, faster here) for "
             + ", ".join(plain) + "; blocked for the rest.")

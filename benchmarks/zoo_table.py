@@ -424,7 +424,7 @@ def run_classics(methods: list[str], ref: Row, items: list[Any], data: str, layo
 
 def measure_latency(rows: list[Row], threads: int, rounds: int) -> None:
     """Fill each row's times_ms: after warm-up, `rounds` rounds timing every model in turn (order rotated)."""
-    from kdviewer.runtime.session import get_session, make_runner
+    from kdviewer.runtime.session import layout_of, make_runner
 
     rng = np.random.default_rng(0)
     runners = []
@@ -432,7 +432,7 @@ def measure_latency(rows: list[Row], threads: int, rounds: int) -> None:
         (h, w), c = r.model.input_hw, r.model.channels
         x = rng.standard_normal((1, c, h, w)).astype(np.float32)
         run = make_runner(r.model, threads)
-        r.conv_plan = str(getattr(get_session(r.model, threads), "kdviewer_layout", ""))
+        r.conv_plan = layout_of(r.model, threads)
         warm = []
         for _ in range(WARM_UP_RUNS + 2):  # the fastest of the last runs sets how many runs a round gets
             t0 = time.perf_counter()

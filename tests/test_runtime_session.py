@@ -77,12 +77,12 @@ def test_plain_layout_is_chosen_only_when_clearly_faster(runtime_models, monkeyp
     blocked, plain = load_session(model, 1, layout="blocked"), load_session(model, 1, layout="plain")
     feed = {blocked.get_inputs()[0].name: np.zeros((1, 1, 32, 32), np.float32)}
     clock = {"blocked": [10.0], "plain": [9.5]}
-    monkeypatch.setattr(runtime_session, "median_ms", lambda s, f, runs: clock[s.kdviewer_layout][0])
+    monkeypatch.setattr(runtime_session, "run_ms", lambda s, f: clock[s.kdviewer_layout][0])
     assert not runtime_session.plain_is_faster(blocked, plain, feed)     # 5 % ahead: within the margin
     clock["plain"] = [8.5]
     assert runtime_session.plain_is_faster(blocked, plain, feed)
     times = iter([10.0, 10.0, 30.0, 8.5] * 5)                            # blocked, blocked, plain, plain, ...
-    monkeypatch.setattr(runtime_session, "median_ms", lambda s, f, runs: next(times))
+    monkeypatch.setattr(runtime_session, "run_ms", lambda s, f: next(times))
     assert runtime_session.plain_is_faster(blocked, plain, feed)
 
 

@@ -140,14 +140,16 @@ def _probe_input(model: Model, session) -> dict[str, np.ndarray]:
     return {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
 
 
-def median_ms(session, feed: dict[str, np.ndarray], runs: int) -> float:
-    """Median wall time (ms) of `runs` runs of `session` on `feed`."""
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+def run_ms(session, feed: dict[str, np.ndarray]) -> float:
+    """Wall time (ms) of one run of `session` on `feed`."""
+    t0 = time.perf_counter()
+    session.run(None, feed)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def layout_of(model: Model, threads: int | None = None) -> str:
+    """The convolution plan ("blocked" | "plain") of `model`'s cached session (`get_session`)."""
+    return str(getattr(get_session(model, threads), "kdviewer_layout", "blocked"))
 
 
 def plain_is_faster(blocked, plain, feed: dict[str, np.ndarray], rounds: int = 5) -> bool:
@@ -159,8 +161,7 @@ def plain_is_faster(blocked, plain, feed: dict[str, np.ndarray], rounds: int = 5
     b_times, p_times = [], []
     for _ in range(rounds):
         for session, times in ((blocked, b_times), (plain, p_times)):
-            times.append(median_ms(session, feed, 1))
-            times.append(median_ms(session, feed, 1))
+            times += [run_ms(session, feed), run_ms(session, feed)]
     return min(p_times) < _PLAIN_MARGIN * min(b_times)
 
 
@@ -171,8 +172,8 @@ def load_session(model: Model, threads: int | None = None, *, dynamic_spatial: b
 
     `layout`: "blocked" (onnxruntime's NCHWc rewrite of convolutions, its default), "plain" (without it), or
     "auto": a model file up to `TUNE_MAX_BYTES` whose run takes up to `TUNE_MAX_RUN_MS` is timed both ways on
-    this machine and the clearly faster plan kept (see `LAYOUTS`' comment); any other stays blocked. The chosen plan is the session's
-    ``kdviewer_layout`` attribute.
+    this machine and the clearly faster plan kept (see `LAYOUTS`' comment); any other stays blocked. The chosen
+    plan is the session's ``kdviewer_layout`` attribute (`layout_of` for a cached one).
 
     Raises `ModelLoadError` with onnxruntime's reason when it cannot load the file.
     """
@@ -216,7 +217,7 @@ def load_session(model: Model, threads: int | None = None, *, dynamic_spatial: b
     try:
         feed = _probe_input(model, blocked)
         blocked.run(None, feed)                          # warm-up: the first run allocates
-        if median_ms(blocked, feed, 1) > TUNE_MAX_RUN_MS:
+        if run_ms(blocked, feed) > TUNE_MAX_RUN_MS:
             return blocked
         plain = create("plain")
         return plain if plain_is_faster(blocked, plain, feed) else blocked
