@@ -68,7 +68,8 @@ def export_run(run_dir: str | Path, which: str = "best", *, int8: bool | None = 
     meta = _read_json(run_dir / "meta.json")
     ckpt = load_checkpoint(run_dir / f"{which}.pt")
     model = build_net(ckpt["net"])
-    model.load_state_dict(ckpt["model"])
+    # last.pt of a run with a weight average (`ema_epochs`) holds both: the average is what the run keeps
+    model.load_state_dict((ckpt.get("ema") or {}).get("model") or ckpt["model"])
     model.eval()
     weights = weights or recipe.export.weights
     model_id = f"{recipe.name}-{run['role']}"

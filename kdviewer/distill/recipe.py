@@ -128,6 +128,9 @@ class TrainConfig:
     # classify: mixup (Zhang et al. 2018), lam ~ Beta(a, a) per batch, 0 = off; with KD the teacher sees the same
     # mixed images, as in Beyer et al. 2022's "function matching" (the teacher's outputs off the training images)
     mixup: float = 0.0
+    # an exponential moving average of the weights (Polyak averaging; the mean teacher, timm's ModelEma) with this
+    # time constant in epochs, 0 = off: validation, best.pt and the export use the averaged weights
+    ema_epochs: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -408,6 +411,9 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
             raise RecipeError(source, f"{stage}.lr", "should be positive")
         if cfg.mixup < 0 or (cfg.mixup > 0 and recipe.task != "classify"):
             raise RecipeError(source, f"{stage}.mixup", "is the Beta(a, a) parameter (>= 0) of mixup, for classify only")
+        if not (math.isfinite(cfg.ema_epochs) and cfg.ema_epochs >= 0):
+            raise RecipeError(source, f"{stage}.ema_epochs", "is the weight average's time constant in epochs "
+                              "(> 0), or 0 for none")
     kd = recipe.distill
     _one_of(kd.method, KD_METHODS, "distill.method", source)
     if kd.method not in METHODS_FOR_TASK[recipe.task]:

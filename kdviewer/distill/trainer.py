@@ -3,7 +3,8 @@
 A run folder holds `recipe.toml` (resolved), `run.json` (code revision, stage), `events.jsonl`,
 `metrics.json`, `last.pt` (every epoch, atomically, with optimizer, scheduler and RNG states, so
 `resume=True` continues exactly), `best.pt` (best validation metric) and, after export, `<id>.onnx` +
-`<id>.json` + `<id>.md`. SIGINT/SIGTERM finish the current step, write `last.pt` and raise
+`<id>.json` + `<id>.md`. With ``ema_epochs`` > 0 the stage keeps a moving average of the weights
+(`trainer_ema`): validation scores it, best.pt holds it and last.pt holds it beside the trained weights. SIGINT/SIGTERM finish the current step, write `last.pt` and raise
 `TrainingInterrupted`. Under `torchrun` the student is wrapped in DDP; only rank 0 writes.
 
 The data come from `distill.data.build_datasets` (the recipe's `[data]`), or from the caller as
@@ -49,6 +50,7 @@ from kdviewer.distill.trainer_ddp import (
     init_distributed,
     single_process,
 )
+from kdviewer.distill.trainer_ema import WeightAverage, ema_decay
 from kdviewer.distill.trainer_kd import Distiller, feature_pairs
 from kdviewer.distill.trainer_models import Teacher, build_net, load_teacher, net_spec
 from kdviewer.distill.trainer_optim import build_optimizer, build_scheduler
@@ -225,6 +227,9 @@ class _Loop:
         self.batch_size = min(self.cfg.batch_size, n_per_rank)
         self.drop_last = n_per_rank > self.batch_size
         self.steps_per_epoch = n_per_rank // self.batch_size if self.drop_last else 1
+        # Polyak averaging of the weights (`ema_epochs`): validated, kept as best.pt and exported instead of the net
+        self.ema = (WeightAverage(self.model, ema_decay(self.cfg.ema_epochs, self.steps_per_epoch))
+                    if self.cfg.ema_epochs > 0 else None)
         self.params = list(self.model.parameters()) + (list(self.distiller.parameters()) if self.distiller else [])
         self.optimizer = build_optimizer(self.cfg, self.params)
         self.scheduler = build_scheduler(self.cfg, self.optimizer, self.steps_per_epoch)
@@ -392,6 +397,8 @@ class _Loop:
             if st.step_in_epoch >= self.steps_per_epoch:
                 break
             loss = self.step(batch, epoch=st.epoch + st.step_in_epoch / self.steps_per_epoch)
+            if self.ema is not None:
+                self.ema.update(self.model)
             st.step += 1
             st.step_in_epoch += 1
             self.reporter.emit("step", epoch=st.epoch, step=st.step, loss=loss,
@@ -407,17 +414,23 @@ class _Loop:
 
     # --- validation, checkpoints ----------------------------------------------------------------------
 
+    @property
+    def kept_model(self) -> nn.Module:
+        """The weights a validation scores and best.pt keeps: the weight average when the stage has one."""
+        return self.ema.module if self.ema is not None else self.model
+
     def _validate(self) -> dict[str, float]:
-        """Metrics of the current model on the validation split (rank 0; RNG states left untouched)."""
+        """Metrics of the kept model on the validation split (rank 0; RNG states left untouched)."""
         if not self.ctx.is_main:
             return {}
         saved = rng_state()
         self.model.eval()
         loader = DataLoader(self.val_ds, batch_size=max(self.batch_size, 8), shuffle=False)
+        model = self.kept_model
 
         def predict(images: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                return self.model(images.to(self.ctx.device))
+                return model(images.to(self.ctx.device))
 
         try:
             return self.adapter.evaluate(predict, loader)
@@ -441,7 +454,7 @@ class _Loop:
         return better
 
     def _model_payload(self, entry: dict[str, Any]) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "net": self.spec, "task": self.recipe.task,
+        return {"model": self.kept_model.state_dict(), "net": self.spec, "task": self.recipe.task,
                 "stage": self.stage, "id": f"{self.recipe.name}-{role_of(self.recipe, self.stage)}",
                 "epoch": entry["epoch"], "step": entry["step"], "val": entry["val"]}
 
@@ -452,6 +465,7 @@ class _Loop:
         payload = {
             "model": self.model.state_dict(), "net": self.spec, "task": self.recipe.task, "stage": self.stage,
             "adapters": self.distiller.state_dict() if self.distiller else {},
+            "ema": self.ema.state_dict() if self.ema is not None else {},
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "epoch": st.epoch, "step": st.step, "step_in_epoch": st.step_in_epoch,
             "best": st.best, "history": st.history, "rng": rng_state(),
@@ -466,6 +480,11 @@ class _Loop:
             self.reporter.log(f"resume: the recipe differs from the run's recipe.toml in {', '.join(changed)}; "
                               "the result will not match an uninterrupted run")
         self.model.load_state_dict(ckpt["model"])
+        if self.ema is not None:
+            if ckpt.get("ema"):
+                self.ema.load_state_dict(ckpt["ema"])
+            else:  # the run began without a weight average: start one from the restored weights
+                self.ema = WeightAverage(self.model, self.ema.decay)
         if self.distiller is not None and ckpt.get("adapters"):
             self.distiller.load_state_dict(ckpt["adapters"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
