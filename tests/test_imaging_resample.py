@@ -10,7 +10,9 @@ from kdviewer.imaging.resample import (
     resample_to_spacing,
     resampled_origin,
     resize_2d,
+    resize_channels_linear,
     resize_labels,
+    resize_nd,
     shape_for_spacing,
     zoom_factors_zyx,
 )
@@ -105,3 +107,16 @@ def test_resampled_origin_moves_half_the_spacing_change_along_the_axes():
     origin = resampled_origin((10.0, 20.0, 30.0), direction, (0.5, 0.5, 2.0), (1.0, 1.0, 1.0))
     # x shift +0.25 along column 0 = (0, -1, 0); y shift +0.25 along column 1 = (1, 0, 0); z -0.5
     np.testing.assert_allclose(origin, (10.25, 19.75, 29.5))
+
+
+@pytest.mark.parametrize(("shape", "out"), [((2, 256, 256), (512, 512)), ((3, 31, 40), (90, 91)),
+                                            ((2, 50, 60), (50, 97)), ((2, 100, 100), (60, 120))])
+def test_channel_stack_resized_linearly_as_resize_nd(shape, out) -> None:
+    """The separable path (enlarging) and the anti-aliased fallback (an axis shrinks) give resize_nd's values."""
+    a = np.random.default_rng(0).random(shape, dtype=np.float32)
+    got = resize_channels_linear(a, out)
+    want = np.moveaxis(resize_nd(np.moveaxis(a, 0, -1), out, order=1), -1, 0)
+    assert got.shape == (shape[0], *out) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    with pytest.raises(ValueError):
+        resize_channels_linear(a[0], out)

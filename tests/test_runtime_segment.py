@@ -9,7 +9,8 @@ import pytest
 from runtime_models import runtime_models, write_card  # noqa: F401
 
 from kdviewer.runtime import Cancelled, load_model, segment_volume
-from kdviewer.runtime.segment import segment_probabilities
+from kdviewer.imaging.resample import resize_2d, resize_labels
+from kdviewer.runtime.segment import SlicePredictor, segment_probabilities
 from kdviewer.runtime.session import make_runner
 from kdviewer.runtime.tiling import predict_tiled
 from kdviewer.study import Volume, load_volume
@@ -52,6 +53,31 @@ def test_card_spacing_resamples_and_comes_back_to_the_study_grid(runtime_models,
     truth = sub.array == 2
     dice = 2 * (labels.array.astype(bool) & truth).sum() / (labels.array.astype(bool).sum() + truth.sum())
     assert dice > 0.95
+
+
+def test_labels_are_made_from_probabilities_resized_to_the_study_grid(runtime_models, tmp_path):  # noqa: F811
+    """A model run on a coarser grid (card spacing 2 mm, study 0.7 mm): the labels are the argmax of its class
+    probabilities resized bilinearly to the study grid (what `kdviewer evaluate` scores), not its labels resized
+    by nearest neighbour, which give a thin diagonal bar stair-stepped edges."""
+    model = _card_variant(runtime_models, tmp_path, "seg-2mm-thin", spacing_mm=[2.0, 2.0])
+    img = np.zeros((2, 90, 90), np.int16)
+    for k in range(-2, 3):  # a bar ~3 px wide at 45 degrees
+        img[:, np.arange(10, 80), np.arange(10, 80) + k] = 100
+    volume = Volume(img, spacing=(0.7, 0.7, 1.0))
+    labels = segment_volume(model, volume, threads=1).labels.array
+    probs = SlicePredictor(model, 1).probabilities([img[0], img[1]], (0.7, 0.7))
+    assert probs.shape[2:] == (31, 31)  # 90 px x 0.7 mm / 2 mm
+    for z in range(2):
+        up = np.stack([resize_2d(c, (90, 90), order=1) for c in probs[z]])
+        np.testing.assert_array_equal(labels[z], up.argmax(axis=0))
+    nearest = resize_labels(probs.argmax(axis=1).astype(np.uint8), (2, 90, 90))
+    assert (labels != nearest).sum() > 50
+    truth = img > 50
+
+    def dice(a):
+        return 2 * (a.astype(bool) & truth).sum() / (a.astype(bool).sum() + truth.sum())
+
+    assert dice(labels) > dice(nearest)
 
 
 def test_tiled_image_larger_than_the_input_equals_the_untiled_run(runtime_models):  # noqa: F811

@@ -29,12 +29,11 @@ import numpy as np
 
 from kdviewer.imaging.metrics import classification_metrics, dice, hd95_mm, jaccard, roc_auc
 from kdviewer.imaging.nodule_cases import simulation_settings, validation_case
-from kdviewer.imaging.resample import resize_2d
 from kdviewer.runtime.classify import classify_image
 from kdviewer.runtime.control import CancelFlag, Progress, check_cancel, report
 from kdviewer.runtime.errors import ModelInputError
 from kdviewer.runtime.registry import Model
-from kdviewer.runtime.segment import SlicePredictor, postprocess_labels, probabilities_to_labels
+from kdviewer.runtime.segment import SlicePredictor, postprocess_labels, probabilities_to_labels, to_grid
 from kdviewer.study.datasets import (
     DatasetLayoutError,
     Item,
@@ -370,10 +369,8 @@ def _segment_records(model: Model, items: Sequence[Item], threads: int | None, p
             raise ModelInputError(None, f"item {item.key} has no mask")
         img = _image_of(model, item, sample)
         t0 = time.perf_counter()
-        probs = pred.probabilities([img], sample.spacing_mm)[0]
         hw = sample.mask.shape
-        if probs.shape[1:] != hw:
-            probs = np.moveaxis(resize_2d(np.moveaxis(probs, 0, -1), hw, order=1), -1, 0)
+        probs = to_grid(pred.probabilities([img], sample.spacing_mm)[0], hw)
         labels = postprocess_labels(probabilities_to_labels(probs[None], model.postprocess)[0],
                                     model.postprocess, n_labels, spacing=sample.spacing_mm, image=sample.image)
         latency_ms = (time.perf_counter() - t0) * 1000.0
