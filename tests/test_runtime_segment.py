@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from runtime_models import runtime_models, write_card  # noqa: F401
 
-from kdviewer.runtime import Cancelled, load_model, segment_volume
 from kdviewer.imaging.resample import resize_2d, resize_labels
+from kdviewer.runtime import Cancelled, load_model, segment_volume
 from kdviewer.runtime.segment import SlicePredictor, segment_probabilities
 from kdviewer.runtime.session import make_runner
 from kdviewer.runtime.tiling import predict_tiled

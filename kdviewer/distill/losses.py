@@ -339,6 +339,42 @@ def dice_ce_loss(
     return dice_weight * dice_loss(logits, target, valid=valid) + ce_weight * ce_mean
 
 
+def soft_skeleton(prob: torch.Tensor, iterations: int = 3) -> torch.Tensor:
+    """Soft skeleton of (N, C, H, W) probabilities (Shit et al., "clDice", CVPR 2021, their reference code): soft
+    erosion is a min-pool over a 3-px cross, dilation a 3x3 max-pool, and each of `iterations` erosions adds what
+    an opening of it removes."""
+
+    def erode(x: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(-F.max_pool2d(-x, (3, 1), 1, (1, 0)), -F.max_pool2d(-x, (1, 3), 1, (0, 1)))
+
+    def opened(x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(erode(x), 3, 1, 1)
+
+    skel = F.relu(prob - opened(prob))
+    for _ in range(iterations):
+        prob = erode(prob)
+        delta = F.relu(prob - opened(prob))
+        skel = skel + F.relu(delta - skel * delta)
+    return skel
+
+
+def cldice_loss(logits: torch.Tensor, target: torch.Tensor, iterations: int = 3, smooth: float = 1.0, *,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Soft-clDice loss (Shit et al. 2021) over the foreground classes: 1 − the harmonic mean of topology precision
+    (the predicted skeleton's share inside the truth) and topology sensitivity (the true skeleton's share inside
+    the prediction), batch-pooled, averaged over classes c ≥ 1. Shapes as `dice_loss`; `valid` masks pixels out."""
+    probs = F.softmax(logits, dim=1)[:, 1:]
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(probs.dtype)
+    if valid is not None:
+        weight = valid.unsqueeze(1).to(probs.dtype)
+        probs, onehot = probs * weight, onehot * weight
+    skel_pred, skel_true = soft_skeleton(probs, iterations), soft_skeleton(onehot, iterations)
+    dims = (0, 2, 3)
+    precision = ((skel_pred * onehot).sum(dims) + smooth) / (skel_pred.sum(dims) + smooth)
+    sensitivity = ((skel_true * probs).sum(dims) + smooth) / (skel_true.sum(dims) + smooth)
+    return 1.0 - (2.0 * precision * sensitivity / (precision + sensitivity)).mean()
+
+
 # --- restoration -----------------------------------------------------------------------------------------
 
 

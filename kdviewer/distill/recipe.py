@@ -131,6 +131,9 @@ class TrainConfig:
     # an exponential moving average of the weights (Polyak averaging; the mean teacher, timm's ModelEma) with this
     # time constant in epochs, 0 = off: validation, best.pt and the export use the averaged weights
     ema_epochs: float = 0.0
+    # segment: weight of a soft-clDice term (Shit et al. 2021: skeleton precision / sensitivity, for vessels and
+    # other tubes) added to Dice + CE; 0 = off
+    cldice: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -411,6 +414,8 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
             raise RecipeError(source, f"{stage}.lr", "should be positive")
         if cfg.mixup < 0 or (cfg.mixup > 0 and recipe.task != "classify"):
             raise RecipeError(source, f"{stage}.mixup", "is the Beta(a, a) parameter (>= 0) of mixup, for classify only")
+        if not (math.isfinite(cfg.cldice) and cfg.cldice >= 0) or (cfg.cldice > 0 and recipe.task != "segment"):
+            raise RecipeError(source, f"{stage}.cldice", "is the weight (>= 0) of the soft-clDice term, for segment only")
         if not (math.isfinite(cfg.ema_epochs) and cfg.ema_epochs >= 0):
             raise RecipeError(source, f"{stage}.ema_epochs", "is the weight average's time constant in epochs "
                               "(> 0), or 0 for none")

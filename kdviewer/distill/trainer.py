@@ -197,7 +197,8 @@ class _Loop:
 
             datasets = build_datasets(recipe.stage_data(stage), recipe.task, recipe.recipe_dir)
         self.train_ds, self.val_ds, self.meta = datasets
-        self.adapter: TaskAdapter = task_adapter(recipe.task, self.meta, self.cfg.logit_adjust, self.cfg.loss)
+        self.adapter: TaskAdapter = task_adapter(recipe.task, self.meta, self.cfg.logit_adjust, self.cfg.loss,
+                                                  self.cfg.cldice)
         net_cfg = recipe.teacher_net if stage == "train" else recipe.student_net
         self.spec = net_spec(net_cfg, recipe, self.meta)
         self.model = build_net(self.spec, "teacher_net" if stage == "train" else "student_net",

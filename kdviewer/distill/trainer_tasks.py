@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdviewer.distill.losses import RESTORE_DISTANCES, dice_ce_loss, mixed_cross_entropy
+from kdviewer.distill.losses import RESTORE_DISTANCES, cldice_loss, dice_ce_loss, mixed_cross_entropy
 from kdviewer.errors import KdviewerError
 from kdviewer.imaging.metrics import classification_metrics, dice, psnr, ssim
 
@@ -72,12 +72,19 @@ class ClassifyAdapter(TaskAdapter):
 
 
 class SegmentAdapter(TaskAdapter):
-    """Dice + CE inside the field of view; Dice of the foreground classes (pooled over the split)."""
+    """Dice + CE inside the field of view (+ `cldice` x soft clDice, for tubular structures); Dice of the
+    foreground classes (pooled over the split)."""
 
     task, primary = "segment", "dice"
 
+    def __init__(self, cldice: float = 0.0) -> None:
+        self.cldice = cldice
+
     def hard_loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return dice_ce_loss(output, batch["target"], valid=batch.get("fov"))
+        loss = dice_ce_loss(output, batch["target"], valid=batch.get("fov"))
+        if self.cldice:
+            loss = loss + self.cldice * cldice_loss(output, batch["target"], valid=batch.get("fov"))
+        return loss
 
     def evaluate(self, predict: Predict, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
         preds, targets, n_classes = [], [], 2
@@ -147,9 +154,10 @@ def class_log_prior(meta: dict[str, Any]) -> torch.Tensor | None:
 
 
 def task_adapter(task: str, meta: dict[str, Any] | None = None, logit_adjust: float = 0.0,
-                 loss: str = "l1") -> TaskAdapter:
+                 loss: str = "l1", cldice: float = 0.0) -> TaskAdapter:
     """The adapter of a recipe task; restoration takes `meta["data_range"]` (default 1.0) and its `loss`
-    ("l1" | "mse"); classification takes the logit-adjustment strength tau (0: plain cross-entropy)."""
+    ("l1" | "mse"); classification takes the logit-adjustment strength tau (0: plain cross-entropy);
+    segmentation the weight of its soft-clDice term (0: Dice + CE only)."""
     if task == "classify":
         if not logit_adjust:
             return ClassifyAdapter()
@@ -158,5 +166,5 @@ def task_adapter(task: str, meta: dict[str, Any] | None = None, logit_adjust: fl
             raise KdviewerError("logit_adjust: needs the training class counts, which this data set does not give")
         return ClassifyAdapter(prior, logit_adjust)
     if task == "segment":
-        return SegmentAdapter()
+        return SegmentAdapter(cldice)
     return RestoreAdapter(task, float((meta or {}).get("data_range", 1.0)), loss)
