@@ -299,6 +299,17 @@ def cwd_loss(
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum() * temp**2 / (n * c)
 
 
+def _foreground(logits: torch.Tensor, target: torch.Tensor,
+                valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(softmax probabilities, one-hot truth) of the foreground classes c >= 1, zero outside `valid`."""
+    probs = F.softmax(logits, dim=1)[:, 1:]
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(probs.dtype)
+    if valid is not None:
+        weight = valid.unsqueeze(1).to(probs.dtype)
+        probs, onehot = probs * weight, onehot * weight
+    return probs, onehot
+
+
 def dice_loss(
     logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-5, *, valid: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -310,11 +321,7 @@ def dice_loss(
     """
     if logits.shape[1] < 2:
         raise ValueError("dice_loss needs at least 2 classes (background and foreground)")
-    probs = F.softmax(logits, dim=1)[:, 1:]
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(probs.dtype)
-    if valid is not None:
-        weight = valid.unsqueeze(1).to(probs.dtype)
-        probs, onehot = probs * weight, onehot * weight
+    probs, onehot = _foreground(logits, target, valid)
     dims = (0, 2, 3)
     inter = (probs * onehot).sum(dims)
     denom = probs.sum(dims) + onehot.sum(dims)
@@ -363,11 +370,7 @@ def cldice_loss(logits: torch.Tensor, target: torch.Tensor, iterations: int = 3,
     """Soft-clDice loss (Shit et al. 2021) over the foreground classes: 1 − the harmonic mean of topology precision
     (the predicted skeleton's share inside the truth) and topology sensitivity (the true skeleton's share inside
     the prediction), batch-pooled, averaged over classes c ≥ 1. Shapes as `dice_loss`; `valid` masks pixels out."""
-    probs = F.softmax(logits, dim=1)[:, 1:]
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(probs.dtype)
-    if valid is not None:
-        weight = valid.unsqueeze(1).to(probs.dtype)
-        probs, onehot = probs * weight, onehot * weight
+    probs, onehot = _foreground(logits, target, valid)
     skel_pred, skel_true = soft_skeleton(probs, iterations), soft_skeleton(onehot, iterations)
     dims = (0, 2, 3)
     precision = ((skel_pred * onehot).sum(dims) + smooth) / (skel_pred.sum(dims) + smooth)
