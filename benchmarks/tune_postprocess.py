@@ -61,15 +61,16 @@ def mean_dice(cases: list, postprocess: dict[str, Any]) -> tuple[float, int]:
     scores = []
     for probs, truth, spacing, fov, image in cases:
         labels = probabilities_to_labels(probs[None], postprocess)[0]
-        gate = image if postprocess.get("lung_gate_mm") else None
-        labels = postprocess_labels(labels, postprocess, probs.shape[0], spacing=spacing, image=gate)
+        reads_image = postprocess.get("lung_gate_mm") or postprocess.get("fov_gate")
+        labels = postprocess_labels(labels, postprocess, probs.shape[0], spacing=spacing,
+                                    image=image if reads_image else None)
         a, b = (labels > 0) & fov, truth & fov
         if a.any() or b.any():
             scores.append(dice(a, b))
     return (float(np.mean(scores)) if scores else float("nan")), len(scores)
 
 
-KEPT = ("largest_component", "fill_holes")  # the card's other steps stay as they are
+KEPT = ("largest_component", "fill_holes", "fov_gate")  # the card's other steps stay as they are
 
 
 def candidate(threshold: float, min_d: float, current: dict[str, Any], gate: float = 0.0) -> dict[str, Any]:

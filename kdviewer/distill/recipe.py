@@ -162,7 +162,8 @@ class ExportConfig:
     `postprocess` (task "segment" only), e.g. ``{threshold = 0.6, min_diameter_mm = 4}``: threshold
     (0 < t < 1: label 1 where p(1) >= t, two-class models, instead of argmax), lung_gate_mm (>= 0: keep only
     components that overlap the lungs of the input CT, closed by a disc this wide in radius), min_diameter_mm
-    (>= 0: drop components smaller than a lesion that wide), largest_component, fill_holes (true / false);
+    (>= 0: drop components smaller than a lesion that wide), largest_component, fill_holes, fov_gate (true /
+    false; fov_gate: clear labels outside a photograph's field of view);
     see `kdviewer.runtime.segment.postprocess_labels`.
     """
 
@@ -179,12 +180,13 @@ class ExportConfig:
             raise RecipeError(source, "export.postprocess", f"only applies to task 'segment', not '{task}'")
         for key, value in self.postprocess.items():
             name = f"export.postprocess.{key}"
-            if key in ("largest_component", "fill_holes"):
+            if key in ("largest_component", "fill_holes", "fov_gate"):
                 if not isinstance(value, bool):
                     raise RecipeError(source, name, f"should be true or false, got {_tname(value)}")
                 continue
             if key not in ("threshold", "min_diameter_mm", "lung_gate_mm"):
-                known = ["threshold", "min_diameter_mm", "lung_gate_mm", "largest_component", "fill_holes"]
+                known = ["threshold", "min_diameter_mm", "lung_gate_mm", "largest_component", "fill_holes",
+                         "fov_gate"]
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean 'export.postprocess.{close[0]}'?)" if close else ""
                 raise RecipeError(source, name, f"unknown key{hint}; known: {', '.join(known)}")

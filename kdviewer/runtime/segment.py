@@ -22,6 +22,7 @@ import numpy as np
 
 from kdviewer.imaging.components import (
     components_touching,
+    field_of_view,
     fill_holes,
     label_volumes_ml,
     largest_component,
@@ -150,8 +151,12 @@ def _without_small_components(mask: np.ndarray, min_diameter_mm: float,
 
 def postprocess_labels(labels: np.ndarray, postprocess: dict[str, Any], n_labels: int,
                        spacing: Sequence[float] | None = None, image: np.ndarray | None = None) -> np.ndarray:
-    """Apply the card's ``lung_gate_mm``, ``min_diameter_mm``, ``largest_component`` and ``fill_holes`` to
-    each foreground label, in that order (in place; `labels` is returned).
+    """Apply the card's ``fov_gate``, ``lung_gate_mm``, ``min_diameter_mm``, ``largest_component`` and
+    ``fill_holes`` to each foreground label, in that order (in place; `labels` is returned).
+
+    ``fov_gate`` (true) clears the labels outside the photograph's field of view, found in `image` (the input as
+    read, grey or colour, the labels' shape; `kdviewer.imaging.components.field_of_view`): a fundus model's
+    "vessels" along the edge of the camera's disc and in the dark surround go.
 
     ``lung_gate_mm`` > 0 keeps only the components that overlap the lungs of `image` (the input in HU, the
     labels' shape; `kdviewer.imaging.nodules.lung_region`, closed by a disc of that radius so that nodules on
@@ -164,6 +169,10 @@ def postprocess_labels(labels: np.ndarray, postprocess: dict[str, Any], n_labels
     min_diameter = float(postprocess.get("min_diameter_mm") or 0.0)
     keep_largest = bool(postprocess.get("largest_component"))
     fill = bool(postprocess.get("fill_holes"))
+    if postprocess.get("fov_gate"):
+        if image is None or np.shape(image)[:labels.ndim] != labels.shape:
+            raise ValueError(f"fov_gate needs the input image, shaped as the labels {labels.shape}")
+        labels[~field_of_view(image)] = 0
     if not (gate_mm > 0 or min_diameter > 0 or keep_largest or fill):
         return labels
     lungs = None
@@ -184,6 +193,11 @@ def postprocess_labels(labels: np.ndarray, postprocess: dict[str, Any], n_labels
         labels[mask & ~new] = 0
         labels[new & (labels == 0)] = value
     return labels
+
+
+def needs_image(model: Model) -> bool:
+    """Whether the card's post-processing reads the input image (a lung gate or a field-of-view gate)."""
+    return bool(model.postprocess.get("lung_gate_mm") or model.postprocess.get("fov_gate"))
 
 
 def segment_volume(model: Model, volume: Volume | np.ndarray, progress: Progress = None,
@@ -213,8 +227,7 @@ def segment_volume(model: Model, volume: Volume | np.ndarray, progress: Progress
         out[start:start + len(zs)] = pred.labels(imgs, spacing_xy, cancel)
         report(progress, start + len(zs), nz)
     names = model.labels or ("background", "foreground")
-    postprocess_labels(out, model.postprocess, len(names), volume.spacing,
-                       image=arr if model.postprocess.get("lung_gate_mm") else None)
+    postprocess_labels(out, model.postprocess, len(names), volume.spacing, image=arr if needs_image(model) else None)
     ml = label_volumes_ml(out, volume.spacing)
     volumes_ml = {name: float(ml.get(i, 0.0)) for i, name in enumerate(names) if i > 0}
     info = SeriesInfo(uid="", modality="SEG", description=f"{model.id} segmentation",
