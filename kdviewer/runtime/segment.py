@@ -6,9 +6,9 @@ gives one, normalised as in training, then either resized whole to the model inp
 sliding-window tiles. The class probabilities go back to the study grid by bilinear interpolation and are
 labelled there (as nnU-Net does, and as `kdviewer evaluate` scores: labels made on the model grid and resized by
 nearest neighbour gave thin vessels stair-stepped edges, 1.2 Dice points below the evaluated mask); post-processing
-(threshold, a lung gate, removal of components below ``min_diameter_mm``, largest component, hole filling)
-follows the card. Slices are processed in chunks, so only one chunk's float32 probabilities exist
-at a time.
+(threshold, a field-of-view or lung gate, removal of components below ``min_diameter_mm``, largest component,
+hole filling) follows the card. Slices are processed in chunks, so only one chunk's float32 probabilities
+exist at a time.
 """
 
 from __future__ import annotations
