@@ -10,7 +10,7 @@ from runtime_models import runtime_models, write_card  # noqa: F401
 
 from kdviewer.imaging.resample import resize_2d, resize_labels
 from kdviewer.runtime import Cancelled, load_model, segment_volume
-from kdviewer.runtime.segment import SlicePredictor, segment_probabilities
+from kdviewer.runtime.segment import SlicePredictor, extent_text, segment_probabilities
 from kdviewer.runtime.session import make_runner
 from kdviewer.runtime.tiling import predict_tiled
 from kdviewer.study import Volume, load_volume
@@ -78,6 +78,16 @@ def test_labels_are_made_from_probabilities_resized_to_the_study_grid(runtime_mo
         return 2 * (a.astype(bool) & truth).sum() / (a.astype(bool).sum() + truth.sum())
 
     assert dice(labels) > dice(nearest)
+
+
+def test_sizes_are_given_in_the_unit_the_study_can_carry(repo_dir):
+    """mL for a volume; cm² for one slice of known pixel size (0.5 x 0.5 mm, 2 mm thick: 1 cm² is 400 pixels,
+    0.2 mL); pixels for a picture file, whose 1 mm spacing is only assumed."""
+    assert extent_text(12.3456, Volume(np.zeros((3, 4, 4), np.int16))) == "12.35 mL"
+    one_slice = Volume(np.zeros((1, 40, 40), np.int16), spacing=(0.5, 0.5, 2.0))
+    assert extent_text(0.2, one_slice) == "1.00 cm²"
+    picture = load_volume(repo_dir / "resources/samples/fundus/retina.jpg")
+    assert extent_text(25.506, picture) == "25,506 px"
 
 
 def test_tiled_image_larger_than_the_input_equals_the_untiled_run(runtime_models):  # noqa: F811

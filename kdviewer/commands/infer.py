@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the study, run the model's task, write OUT, print a one-line summary."""
     from kdviewer.runtime import classify_image, enhance_volume, resolve_model, segment_volume
     from kdviewer.runtime import export as ex
+    from kdviewer.runtime.segment import extent_text
     from kdviewer.study import load_volume
 
     model = resolve_model(args.model, user_dir=args.models_dir)
@@ -66,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
             ex.save_dicom_seg(seg.labels, volume, out, seg.label_names, model.id)
         else:
             ex.save_nifti(seg.labels, out)
-        ml = ", ".join(f"{k} {v:.1f} mL" for k, v in seg.volumes_ml.items())
-        print(f"{ml} ({seg.latency_ms:.0f} ms) -> {out}")
+        sizes = ", ".join(f"{k} {extent_text(v, volume)}" for k, v in seg.volumes_ml.items())
+        print(f"{sizes} ({seg.latency_ms:.0f} ms) -> {out}")
     else:
         res = enhance_volume(model, volume, _progress(model.task), threads=args.threads)
         if kind in _NIFTI:

@@ -39,6 +39,7 @@ from kdviewer.gui.ai_logic import (
     legend_rows,
     model_caveat,
 )
+from kdviewer.runtime.segment import extent_text
 
 BAR_STEPS = 1000  # probability bars have 0.1 % resolution
 
@@ -186,14 +187,14 @@ class ClassificationBox(QGroupBox):
 
 
 class SegmentationBox(QGroupBox):
-    """Legend (colour, label, mL), show/outline/opacity controls, jump to the largest lesion, exports."""
+    """Legend (colour, label, size: mL, cm² or px), show/outline/opacity, jump to the largest lesion, exports."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Segmentation", parent)
         self.summary = QLabel("", self)
         self.summary.setWordWrap(True)
         self.legend = QTableWidget(0, 2, self)
-        self.legend.setHorizontalHeaderLabels(["Label", "Volume (mL)"])
+        self.legend.setHorizontalHeaderLabels(["Label", "Size"])
         self.legend.verticalHeader().hide()
         self.legend.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.legend.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
@@ -235,7 +236,7 @@ class SegmentationBox(QGroupBox):
         for r, row in enumerate(self.rows):
             name = QTableWidgetItem(_swatch(row.color), f"{row.value}  {row.name}")
             self.legend.setItem(r, 0, name)
-            volume = QTableWidgetItem(f"{row.volume_ml:.2f} mL")
+            volume = QTableWidgetItem(extent_text(row.volume_ml, run.source))
             volume.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.legend.setItem(r, 1, volume)
         rows_px = self.legend.verticalHeader().defaultSectionSize() * min(max(len(self.rows), 1), 6)
@@ -250,7 +251,7 @@ class SegmentationBox(QGroupBox):
         self.note.show_run(run)
 
     def legend_texts(self) -> list[tuple[str, str]]:
-        """(label name, "12.34 mL") as shown."""
+        """(label name, "12.34 mL" / "4.56 cm²" / "1,234 px") as shown."""
         return [(row.name, self.legend.item(r, 1).text()) for r, row in enumerate(self.rows)]
 
     def selected_value(self) -> int | None:

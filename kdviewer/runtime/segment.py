@@ -36,6 +36,7 @@ from kdviewer.runtime.inputs import model_image, model_input, slice_stack
 from kdviewer.runtime.registry import Model
 from kdviewer.runtime.session import make_runner
 from kdviewer.runtime.tiling import predict_tiled
+from kdviewer.study.image2d import spacing_assumed
 from kdviewer.study.volume import SeriesInfo, Volume
 
 
@@ -193,6 +194,17 @@ def postprocess_labels(labels: np.ndarray, postprocess: dict[str, Any], n_labels
         labels[mask & ~new] = 0
         labels[new & (labels == 0)] = value
     return labels
+
+
+def extent_text(volume_ml: float, volume: Volume) -> str:
+    """How big a label is, in the unit the study can carry: mL in a volume, cm² in a single image with a
+    known pixel spacing, pixels in a picture file (its 1 mm spacing is only assumed), e.g. "12.34 mL"."""
+    sx, sy, sz = volume.spacing
+    if volume.shape[0] > 1:
+        return f"{volume_ml:.2f} mL"
+    if spacing_assumed(volume):
+        return f"{round(volume_ml * 1000.0 / (sx * sy * sz)):,} px"
+    return f"{volume_ml * 10.0 / sz:.2f} cm²"
 
 
 def needs_image(model: Model) -> bool:

@@ -18,6 +18,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 _NO_SPACING = "picture file: no pixel spacing, 1 mm assumed"
 
 
+def spacing_assumed(volume: Volume) -> bool:
+    """True for a picture loaded here, whose 1 mm pixel spacing is an assumption, not a measurement."""
+    return _NO_SPACING in volume.info.warnings
+
+
 def is_image_file(path: Path) -> bool:
     """True for a picture file name (PNG, JPEG, BMP, TIFF)."""
     return path.suffix.lower() in IMAGE_SUFFIXES
