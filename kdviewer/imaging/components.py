@@ -132,7 +132,7 @@ def field_of_view(image: np.ndarray, fraction: float = 0.1) -> np.ndarray:
 
     Per image: the red channel of a colour image (its surround is darkest there; the usual fundus rule), else the
     grey level, above `fraction` of its 99th percentile; the largest such component with its holes filled. On
-    DRIVE's 20 training photographs this matches the data set's own FOV masks (intersection over union 0.99-1.0).
+    DRIVE training photographs this matches the data set's own FOV masks (intersection over union 0.99-1.0).
     """
     img = np.asarray(image)
     colour = img.ndim >= 3 and img.shape[-1] in (3, 4)
