@@ -354,13 +354,12 @@ def soft_skeleton(prob: torch.Tensor, iterations: int = 3) -> torch.Tensor:
     def erode(x: torch.Tensor) -> torch.Tensor:
         return torch.minimum(-F.max_pool2d(-x, (3, 1), 1, (1, 0)), -F.max_pool2d(-x, (1, 3), 1, (0, 1)))
 
-    def opened(x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(erode(x), 3, 1, 1)
-
-    skel = F.relu(prob - opened(prob))
+    prob = prob.contiguous()
+    eroded = erode(prob)
+    skel = F.relu(prob - F.max_pool2d(eroded, 3, 1, 1))  # minus its opening
     for _ in range(iterations):
-        prob = erode(prob)
-        delta = F.relu(prob - opened(prob))
+        prob, eroded = eroded, erode(eroded)  # each erosion serves once as the image, once inside its opening
+        delta = F.relu(prob - F.max_pool2d(eroded, 3, 1, 1))
         skel = skel + F.relu(delta - skel * delta)
     return skel
 
@@ -371,7 +370,9 @@ def cldice_loss(logits: torch.Tensor, target: torch.Tensor, iterations: int = 3,
     (the predicted skeleton's share inside the truth) and topology sensitivity (the true skeleton's share inside
     the prediction), batch-pooled, averaged over classes c ≥ 1. Shapes as `dice_loss`; `valid` masks pixels out."""
     probs, onehot = _foreground(logits, target, valid)
-    skel_pred, skel_true = soft_skeleton(probs, iterations), soft_skeleton(onehot, iterations)
+    skel_pred = soft_skeleton(probs, iterations)
+    with torch.no_grad():
+        skel_true = soft_skeleton(onehot, iterations)
     dims = (0, 2, 3)
     precision = ((skel_pred * onehot).sum(dims) + smooth) / (skel_pred.sum(dims) + smooth)
     sensitivity = ((skel_true * probs).sum(dims) + smooth) / (skel_true.sum(dims) + smooth)
