@@ -67,7 +67,7 @@ def test_small_components_go_before_hole_filling_and_largest_component() -> None
 
 
 def test_recipe_accepts_the_postprocess_table_of_a_segment_recipe(tmp_path: Path) -> None:
-    text = (RECIPES / "retina-vessels.toml").read_text(encoding="utf-8")
+    text = (RECIPES / "liver-ct.toml").read_text(encoding="utf-8")  # a segment recipe without a postprocess table
     path = tmp_path / "seg.toml"
     path.write_text(text.replace("[export]\n", "[export]\npostprocess = {threshold = 0.6, min_diameter_mm = 4}\n"),
                     encoding="utf-8")
@@ -78,7 +78,8 @@ def test_recipe_accepts_the_postprocess_table_of_a_segment_recipe(tmp_path: Path
     over = load_recipe(RECIPES / "retina-vessels.toml",
                        ["export.postprocess={min_diameter_mm = 2.5, largest_component = true, fill_holes = false}"])
     assert over.export.postprocess["min_diameter_mm"] == 2.5
-    assert load_recipe(RECIPES / "retina-vessels.toml").export.postprocess == {}
+    assert load_recipe(RECIPES / "liver-ct.toml").export.postprocess == {}
+    assert load_recipe(RECIPES / "retina-vessels.toml").export.postprocess == {"fov_gate": True}
 
 
 @pytest.mark.parametrize(("recipe", "value", "key", "words"), [
