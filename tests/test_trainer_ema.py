@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 from pathlib import Path
@@ -88,6 +89,9 @@ def test_the_run_keeps_validates_and_exports_the_average(tmp_path: Path) -> None
     from kdviewer.distill.trainer_models import build_net
 
     onnx_file = next(runs[3].glob("*.onnx"))
+    card = json.loads(onnx_file.with_suffix(".json").read_text())
+    assert card["training"]["options"] == {"ema_epochs": tau}  # the card says the weights are an average
+    assert "Training options: {'ema_epochs': 0.5}" in onnx_file.with_suffix(".md").read_text()
 
     net = build_net(best["net"])
     net.load_state_dict(best["model"])

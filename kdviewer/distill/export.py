@@ -208,12 +208,18 @@ def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any],
         postprocess=(({} if "threshold" in recipe.export.postprocess else {"argmax": True})
                      | dict(recipe.export.postprocess)) if recipe.task == "segment" else {},
         training={"dataset": meta.get("dataset_name", ""), "licence": meta.get("licence", ""),
-                  "recipe": dump_recipe(recipe), "kd": kd, "epochs": stage_cfg.epochs,
+                  "recipe": dump_recipe(recipe), "kd": kd,
+                  **({"options": options} if (options := _loss_options(stage_cfg)) else {}), "epochs": stage_cfg.epochs,
                   "epochs_done": _validated(ckpt)[0] + 1, "steps": ckpt.get("step"), "seed": recipe.seed,
                   "revision": run.get("revision", "unknown"), "stage": run["stage"]},
         metrics={"validation": json_safe(dict(_validated(ckpt)[1]))},
         export={"opset": recipe.export.opset, "max_abs_diff_vs_torch": diff, "dynamic_batch": True},
         intended_use=INTENDED_USE, limits=tuple(limits))
+
+
+def _loss_options(cfg: Any) -> dict[str, float]:
+    """The stage's training options that change what the exported weights are (the card names them)."""
+    return {key: float(getattr(cfg, key)) for key in ("cldice", "ema_epochs") if getattr(cfg, key, 0)}
 
 
 def markdown_card(card: ModelCard) -> str:
@@ -230,6 +236,7 @@ def markdown_card(card: ModelCard) -> str:
              *([f"- Post-processing: {card.postprocess}"] if card.postprocess else []),
              f"- Data: {card.training.get('dataset')} (licence: {card.training.get('licence') or 'unknown'})",
              f"- Distillation: {kd}",
+             *([f"- Training options: {card.training['options']}"] if card.training.get("options") else []),
              f"- Validation: {val or 'n/a'}",
              f"- ONNX opset {card.export.get('opset')}, max |onnxruntime - torch| "
              f"{card.export.get('max_abs_diff_vs_torch', float('nan')):.2e}",
