@@ -31,7 +31,12 @@ from kdviewer.imaging.metrics import dice  # noqa: E402
 from kdviewer.imaging.resample import resize_2d  # noqa: E402
 from kdviewer.runtime.evaluate import dataset_items  # noqa: E402
 from kdviewer.runtime.registry import Model, resolve_model  # noqa: E402
-from kdviewer.runtime.segment import SlicePredictor, postprocess_labels, probabilities_to_labels  # noqa: E402
+from kdviewer.runtime.segment import (  # noqa: E402
+    SlicePredictor,
+    postprocess_labels,
+    probabilities_to_labels,
+    reads_image,
+)
 
 
 def _floats(text: str) -> list[float]:
@@ -61,9 +66,8 @@ def mean_dice(cases: list, postprocess: dict[str, Any]) -> tuple[float, int]:
     scores = []
     for probs, truth, spacing, fov, image in cases:
         labels = probabilities_to_labels(probs[None], postprocess)[0]
-        reads_image = postprocess.get("lung_gate_mm") or postprocess.get("fov_gate")
         labels = postprocess_labels(labels, postprocess, probs.shape[0], spacing=spacing,
-                                    image=image if reads_image else None)
+                                    image=image if reads_image(postprocess) else None)
         a, b = (labels > 0) & fov, truth & fov
         if a.any() or b.any():
             scores.append(dice(a, b))

@@ -5,7 +5,8 @@ A run folder holds `recipe.toml` (resolved), `run.json` (code revision, stage), 
 `resume=True` continues exactly), `best.pt` (best validation metric) and, after export, `<id>.onnx` +
 `<id>.json` + `<id>.md`. With ``ema_epochs`` > 0 the stage keeps a moving average of the weights
 (`trainer_ema`): validation scores it, best.pt holds it and last.pt holds it beside the trained weights.
-SIGINT/SIGTERM finish the current step, write `last.pt` and raise `TrainingInterrupted`. Under `torchrun` the student is wrapped in DDP; only rank 0 writes.
+SIGINT/SIGTERM finish the current step, write `last.pt` and raise `TrainingInterrupted`. Under `torchrun`
+the student is wrapped in DDP; only rank 0 writes.
 
 The data come from `distill.data.build_datasets` (the recipe's `[data]`), or from the caller as
 `datasets=(train_ds, val_ds, meta)` in the same form. Each batch goes through one `DistillStep`

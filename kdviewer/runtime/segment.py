@@ -207,9 +207,9 @@ def extent_text(volume_ml: float, volume: Volume) -> str:
     return f"{volume_ml * 10.0 / sz:.2f} cm²"
 
 
-def needs_image(model: Model) -> bool:
-    """Whether the card's post-processing reads the input image (a lung gate or a field-of-view gate)."""
-    return bool(model.postprocess.get("lung_gate_mm") or model.postprocess.get("fov_gate"))
+def reads_image(postprocess: dict[str, Any]) -> bool:
+    """Whether a card's post-processing reads the input image (a lung gate or a field-of-view gate)."""
+    return bool(postprocess.get("lung_gate_mm") or postprocess.get("fov_gate"))
 
 
 def segment_volume(model: Model, volume: Volume | np.ndarray, progress: Progress = None,
@@ -239,7 +239,8 @@ def segment_volume(model: Model, volume: Volume | np.ndarray, progress: Progress
         out[start:start + len(zs)] = pred.labels(imgs, spacing_xy, cancel)
         report(progress, start + len(zs), nz)
     names = model.labels or ("background", "foreground")
-    postprocess_labels(out, model.postprocess, len(names), volume.spacing, image=arr if needs_image(model) else None)
+    postprocess_labels(out, model.postprocess, len(names), volume.spacing,
+                       image=arr if reads_image(model.postprocess) else None)
     ml = label_volumes_ml(out, volume.spacing)
     volumes_ml = {name: float(ml.get(i, 0.0)) for i, name in enumerate(names) if i > 0}
     info = SeriesInfo(uid="", modality="SEG", description=f"{model.id} segmentation",
