@@ -209,7 +209,7 @@ def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any],
                      | dict(recipe.export.postprocess)) if recipe.task == "segment" else {},
         training={"dataset": meta.get("dataset_name", ""), "licence": meta.get("licence", ""),
                   "recipe": dump_recipe(recipe), "kd": kd,
-                  **({"options": options} if (options := _loss_options(stage_cfg)) else {}), "epochs": stage_cfg.epochs,
+                  **({"options": options} if (options := _weight_options(stage_cfg)) else {}), "epochs": stage_cfg.epochs,
                   "epochs_done": _validated(ckpt)[0] + 1, "steps": ckpt.get("step"), "seed": recipe.seed,
                   "revision": run.get("revision", "unknown"), "stage": run["stage"]},
         metrics={"validation": json_safe(dict(_validated(ckpt)[1]))},
@@ -217,7 +217,7 @@ def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any],
         intended_use=INTENDED_USE, limits=tuple(limits))
 
 
-def _loss_options(cfg: Any) -> dict[str, float]:
+def _weight_options(cfg: Any) -> dict[str, float]:
     """The stage's training options that change what the exported weights are (the card names them)."""
     return {key: float(getattr(cfg, key)) for key in ("cldice", "ema_epochs") if getattr(cfg, key, 0)}
 
