@@ -195,6 +195,8 @@ def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any],
     if weights == "float16":
         limits.append("float16 weights, cast to float32 when the model loads")
     teacher = (run.get("teacher") or {}).get("id") if run["stage"] == "distill" else None
+    weight_options = _weight_options(stage_cfg)
+    options = {"options": weight_options} if weight_options else {}  # only when the stage sets any
     return ModelCard(
         id=model_id, task=recipe.task, role=run["role"], teacher=teacher,
         architecture={"name": spec["name"], **spec["kwargs"], "parameters": count_parameters(model)},
@@ -208,8 +210,7 @@ def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any],
         postprocess=(({} if "threshold" in recipe.export.postprocess else {"argmax": True})
                      | dict(recipe.export.postprocess)) if recipe.task == "segment" else {},
         training={"dataset": meta.get("dataset_name", ""), "licence": meta.get("licence", ""),
-                  "recipe": dump_recipe(recipe), "kd": kd,
-                  **({"options": options} if (options := _weight_options(stage_cfg)) else {}), "epochs": stage_cfg.epochs,
+                  "recipe": dump_recipe(recipe), "kd": kd, **options, "epochs": stage_cfg.epochs,
                   "epochs_done": _validated(ckpt)[0] + 1, "steps": ckpt.get("step"), "seed": recipe.seed,
                   "revision": run.get("revision", "unknown"), "stage": run["stage"]},
         metrics={"validation": json_safe(dict(_validated(ckpt)[1]))},
