@@ -32,6 +32,7 @@ METHODS_FOR_TASK = {
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "step", "none")
 RESTORE_LOSSES = ("l1", "mse")
+PRECISIONS = ("fp32", "bf16")  # kdviewer.distill.trainer_precision
 WEIGHTS = ("float32", "float16")
 
 
@@ -134,6 +135,9 @@ class TrainConfig:
     # segment: weight of a soft-clDice term (Shit et al. 2021: skeleton precision / sensitivity, for vessels and
     # other tubes) added to Dice + CE; 0 = off
     cldice: float = 0.0
+    # fp32 | bf16: the trained net's forward under bfloat16 autocast where the device computes bfloat16 natively
+    # (AVX512-BF16 / AMX CPUs, GPUs; float32 elsewhere, said once); weights, losses and validation stay float32
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,7 @@ class DistillConfig(TrainConfig):
     kd_rampup_epochs: float = 0.0       # pixel, cwd: the KD term's weight rises over these epochs (sigmoid ramp-up)
     features: tuple[tuple[str, str], ...] = ()   # (teacher layer, student layer) pairs
     cache_teacher: bool = False
+    teacher_precision: str = "fp32"     # fp32 | bf16: a live torch teacher's forward (as `precision` is the student's)
     allow_sharpening: bool = False      # temperature < 1 sharpens the teacher: only when asked
 
 
@@ -418,11 +423,13 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
             raise RecipeError(source, f"{stage}.mixup", "is the Beta(a, a) parameter (>= 0) of mixup, for classify only")
         if not (math.isfinite(cfg.cldice) and cfg.cldice >= 0) or (cfg.cldice > 0 and recipe.task != "segment"):
             raise RecipeError(source, f"{stage}.cldice", "is the weight (>= 0) of the soft-clDice term, for segment only")
+        _one_of(cfg.precision, PRECISIONS, f"{stage}.precision", source)
         if not (math.isfinite(cfg.ema_epochs) and cfg.ema_epochs >= 0):
             raise RecipeError(source, f"{stage}.ema_epochs", "is the weight average's time constant in epochs "
                               "(> 0), or 0 for none")
     kd = recipe.distill
     _one_of(kd.method, KD_METHODS, "distill.method", source)
+    _one_of(kd.teacher_precision, PRECISIONS, "distill.teacher_precision", source)
     if kd.method not in METHODS_FOR_TASK[recipe.task]:
         raise RecipeError(source, "distill.method", f"'{kd.method}' does not apply to task '{recipe.task}' "
                           f"(use one of {', '.join(METHODS_FOR_TASK[recipe.task])})")

@@ -55,6 +55,7 @@ from kdviewer.distill.trainer_ema import WeightAverage, ema_decay
 from kdviewer.distill.trainer_kd import Distiller, feature_pairs
 from kdviewer.distill.trainer_models import Teacher, build_net, load_teacher, net_spec
 from kdviewer.distill.trainer_optim import build_optimizer, build_scheduler
+from kdviewer.distill.trainer_precision import resolve_precision
 from kdviewer.distill.trainer_run import recipe_changes, write_metrics, write_run_files
 from kdviewer.distill.trainer_step import DistillStep
 from kdviewer.distill.trainer_tasks import TaskAdapter, task_adapter
@@ -235,12 +236,29 @@ class _Loop:
         self.params = list(self.model.parameters()) + (list(self.distiller.parameters()) if self.distiller else [])
         self.optimizer = build_optimizer(self.cfg, self.params)
         self.scheduler = build_scheduler(self.cfg, self.optimizer, self.steps_per_epoch)
+        # bfloat16 autocast where asked and native on this device, else float32 (said once, in the log)
+        self.precision = self._precision(self.cfg.precision, "precision")
+        teacher_precision = "fp32"
+        if self.teacher is not None and recipe.distill.teacher_precision != "fp32":
+            if self.teacher.path.suffix == ".onnx":  # onnxruntime computes it (float32); autocast cannot reach it
+                self.reporter.log(f'distill.teacher_precision = "{recipe.distill.teacher_precision}": applies to a '
+                                  "torch teacher; this ONNX teacher runs in onnxruntime, in float32")
+            else:
+                teacher_precision = self._precision(recipe.distill.teacher_precision, "teacher_precision")
         self.step = DistillStep(self.model, self.wrapped, self.teacher.model if self.teacher else None,
                                 self.distiller, self.adapter, self.optimizer, self.scheduler, self.cache, ctx,
-                                channels_last=self.cfg.channels_last, mixup=self.cfg.mixup)
+                                channels_last=self.cfg.channels_last, mixup=self.cfg.mixup,
+                                precision=self.precision, teacher_precision=teacher_precision)
         self.state = _State()
 
     # --- setup -------------------------------------------------------------------------------------------
+
+    def _precision(self, requested: str, key: str) -> str:
+        effective, why = resolve_precision(requested, self.ctx.device)
+        if why and self.ctx.is_main:
+            stage = "distill" if key == "teacher_precision" else self.stage
+            self.reporter.log(f'{stage}.{key} = "{requested}": {why}; computing in float32')
+        return effective
 
     def _init_adapters(self) -> None:
         """Run one batch through both nets to size the FitNets adapters (before the optimizer exists)."""
@@ -344,7 +362,7 @@ class _Loop:
                            steps_per_epoch=self.steps_per_epoch, total_steps=total_steps,
                            world_size=ctx.world_size, device=str(ctx.device),
                            resumed_at_step=st.step if self.resume else None,
-                           teacher_outputs=self.teacher_outputs,
+                           teacher_outputs=self.teacher_outputs, precision=self.precision,
                            **({"linear_skip_fit_pixels": fitted} if fitted else {}))
         t_start, step_at_start = time.perf_counter(), st.step
         with _StopFlag() as stop:
@@ -499,7 +517,7 @@ class _Loop:
         teacher = {"id": self.teacher.id, "path": str(self.teacher.path)} if self.teacher else None
         write_run_files(self.run_dir, self.recipe, self.stage, role_of(self.recipe, self.stage), self.meta,
                         world_size=self.ctx.world_size, teacher=teacher,
-                        teacher_outputs=self.teacher_outputs)
+                        teacher_outputs=self.teacher_outputs, precision=self.precision)
 
     def _write_metrics(self) -> None:
         best = self.state.best or {}

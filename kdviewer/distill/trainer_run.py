@@ -52,8 +52,10 @@ def _flat(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def write_run_files(run_dir: Path, recipe: Recipe, stage: str, role: str, meta: dict[str, Any], *,
-                    world_size: int, teacher: dict[str, str] | None, teacher_outputs: str) -> None:
-    """Start a run folder: recipe.toml (resolved), run.json (revision, stage, teacher), meta.json (the data)."""
+                    world_size: int, teacher: dict[str, str] | None, teacher_outputs: str,
+                    precision: str = "fp32") -> None:
+    """Start a run folder: recipe.toml (resolved), run.json (revision, stage, teacher, the trained net's
+    precision as run on this device), meta.json (the data)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / "last.pt").exists():
         raise KdviewerError(f"{run_dir}: already holds a run (last.pt); use --resume or another --out")
@@ -62,7 +64,7 @@ def write_run_files(run_dir: Path, recipe: Recipe, stage: str, role: str, meta: 
     run = {"stage": stage, "role": role, "revision": git_revision(),
            "started": datetime.now(UTC).isoformat(timespec="seconds"),
            "world_size": world_size, "torch": torch.__version__, "teacher": teacher,
-           "teacher_outputs": teacher_outputs}
+           "teacher_outputs": teacher_outputs, "precision": precision}
     _write_json(run_dir / "run.json", run)
     _write_json(run_dir / "meta.json", {k: v for k, v in meta.items() if _jsonable(v)})
 

@@ -15,6 +15,7 @@ from torch import nn
 from kdviewer.distill.losses import FeatureHooks
 from kdviewer.distill.trainer_ddp import DistContext, average_gradients
 from kdviewer.distill.trainer_kd import Distiller
+from kdviewer.distill.trainer_precision import autocast, to_float
 from kdviewer.distill.trainer_tasks import TaskAdapter
 
 
@@ -22,21 +23,26 @@ class DistillStep:
     """The per-batch training step of one run (teacher training, baseline or KD student).
 
     `model` is the net being trained, `wrapped` the module the forward goes through (the model itself, or its
-    DDP wrapper). `teacher` (a frozen module) and `distiller` are None when training a teacher; a baseline
-    student has a distiller of method "none" and no teacher. `cache` maps a training item's index to the
-    teacher's output for it (output-only KD methods, inputs identical every epoch); None computes it live.
+    DDP wrapper); its forward runs in `precision` and a live teacher's in `teacher_precision` ("bf16": under
+    bfloat16 autocast, outputs and hooked features cast back to float32 before any loss). `teacher` (a frozen
+    module) and `distiller` are None when training a teacher; a baseline student has a distiller of method "none"
+    and no teacher. `cache` maps a training item's index to the teacher's output for it (output-only KD methods,
+    inputs identical every epoch); None computes it live.
     """
 
     def __init__(self, model: nn.Module, wrapped: nn.Module, teacher: nn.Module | None, distiller: Distiller | None,
                  adapter: TaskAdapter, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, cache: dict[int, torch.Tensor] | None,
-                 ctx: DistContext, *, channels_last: bool = False, mixup: float = 0.0) -> None:
+                 ctx: DistContext, *, channels_last: bool = False, mixup: float = 0.0,
+                 precision: str = "fp32", teacher_precision: str = "fp32") -> None:
         if distiller is not None and distiller.uses_teacher and teacher is None:
             raise ValueError(f"distill method {distiller.cfg.method!r} needs a teacher")
         self.model, self.wrapped, self.teacher, self.distiller = model, wrapped, teacher, distiller
         self.adapter, self.optimizer, self.scheduler, self.cache, self.ctx = (
             adapter, optimizer, scheduler, cache, ctx)
         self.channels_last = channels_last
+        # the forwards' precisions as resolved for the device (trainer_precision.resolve_precision)
+        self.precision, self.teacher_precision = precision, teacher_precision
         if mixup > 0 and cache is not None:
             raise ValueError("mixup changes the teacher's inputs every step: its outputs cannot be cached")
         self.mixup = torch.distributions.Beta(mixup, mixup) if mixup > 0 else None
@@ -63,13 +69,17 @@ class DistillStep:
             batch["mix"] = (lam, perm)
         images = batch["image"]
         kd = self.distiller
+        dev_cast = autocast(self.precision, dev)
         if kd is None:
-            loss = self.adapter.hard_loss(self.wrapped(images), batch)
+            with dev_cast:
+                out = self.wrapped(images)
+            loss = self.adapter.hard_loss(to_float(out), batch)
         else:
             s_hooks = FeatureHooks(self.model, kd.student_layers) if kd.pairs else contextlib.nullcontext()
-            with s_hooks as sh:
+            with s_hooks as sh, dev_cast:
                 s_out = self.wrapped(images)
-            s_feats = [sh.outputs[n] for n in kd.student_layers] if kd.pairs else []
+            s_out = to_float(s_out)
+            s_feats = [to_float(sh.outputs[n]) for n in kd.student_layers] if kd.pairs else []
             t_out, t_feats = self.teacher_outputs(batch) if kd.uses_teacher else (None, [])
             loss = kd.loss(s_out, t_out, batch, s_feats, t_feats, epoch=epoch)
         self.optimizer.zero_grad(set_to_none=True)
@@ -88,13 +98,19 @@ class DistillStep:
         teacher, names = self.teacher, self.distiller.teacher_layers
         if "teacher" in batch:  # cut from the teacher's whole-slice output by the data set (pooled denoising)
             return batch["teacher"], []
+        with autocast(self.teacher_precision, self.ctx.device):
+            out, feats = self._teacher_forward(batch, teacher, names)
+        return to_float(out), to_float(feats)
+
+    def _teacher_forward(self, batch: dict[str, Any], teacher: nn.Module,
+                         names: list[str]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if self.cache is not None:
             idx = [int(i) for i in batch["index"]]
             missing = [j for j, i in enumerate(idx) if i not in self.cache]
             if missing:
                 out = teacher(batch["image"][missing])
                 for j, o in zip(missing, out, strict=True):
-                    self.cache[idx[j]] = o.detach().cpu()
+                    self.cache[idx[j]] = o.detach().float().cpu()
             return torch.stack([self.cache[i] for i in idx]).to(self.ctx.device), []
         if not names:
             return teacher(batch["image"]), []
