@@ -123,21 +123,21 @@ def main(argv: list[str] | None = None) -> int:
             x = torch.randn(shape)
             cfg = recipe.stage(stage)
             if args.compare == "layout":
-                pairs = [(role, {False: _stepper(net, x, False), True: _stepper(net, x, True)},
+                pairs = [(role, x.shape, {False: _stepper(net, x, False), True: _stepper(net, x, True)},
                           "yes" if cfg.channels_last else "no")]
             else:
-                pairs = [(role, {p: _stepper(net, x, cfg.channels_last, p) for p in ("fp32", "bf16")},
+                pairs = [(role, x.shape, {p: _stepper(net, x, cfg.channels_last, p) for p in ("fp32", "bf16")},
                           cfg.precision)]
                 if role == "teacher":  # its forward as a live KD teacher, on the student's batch
                     xs = torch.randn(_shape(recipe, "distill"))
-                    pairs.append(("teacher forward (KD)",
+                    pairs.append(("teacher forward (KD)", xs.shape,
                                   {p: _stepper(net, xs, recipe.distill.channels_last, p, train=False)
                                    for p in ("fp32", "bf16")}, recipe.distill.teacher_precision))
-            for label, steps, setting in pairs:
+            for label, shape_run, steps, setting in pairs:
                 times = _alternate(steps, args.warmup, args.steps)
                 (a, a_cell), (b, b_cell) = (_cell(v) for v in times.values())
-                batch = "x".join(map(str, x.shape if label == role else xs.shape))
-                rows.append([name, label, net.__class__.__name__, batch, a_cell, b_cell, f"{a / b:.2f}x", setting])
+                rows.append([name, label, net.__class__.__name__, "x".join(map(str, shape_run)), a_cell, b_cell,
+                             f"{a / b:.2f}x", setting])
                 print(f"  {name} {label}: {a * 1e3:.0f} / {b * 1e3:.0f} ms", file=sys.stderr, flush=True)
     if args.compare == "layout":
         heads = ["NCHW ms (IQR)", "NHWC ms (IQR)", "NCHW / NHWC", "recipe sets channels_last"]
