@@ -237,14 +237,14 @@ class _Loop:
         self.optimizer = build_optimizer(self.cfg, self.params)
         self.scheduler = build_scheduler(self.cfg, self.optimizer, self.steps_per_epoch)
         # bfloat16 autocast where asked and native on this device, else float32 (said once, in the log)
-        self.precision = self._precision(self.cfg.precision, "precision")
+        self.precision = self._precision(self.cfg.precision, f"{stage}.precision")
         teacher_precision = "fp32"
         if self.teacher is not None and recipe.distill.teacher_precision != "fp32":
             if self.teacher.path.suffix == ".onnx":  # onnxruntime computes it (float32); autocast cannot reach it
                 self.reporter.log(f'distill.teacher_precision = "{recipe.distill.teacher_precision}": applies to a '
                                   "torch teacher; this ONNX teacher runs in onnxruntime, in float32")
             else:
-                teacher_precision = self._precision(recipe.distill.teacher_precision, "teacher_precision")
+                teacher_precision = self._precision(recipe.distill.teacher_precision, "distill.teacher_precision")
         self.step = DistillStep(self.model, self.wrapped, self.teacher.model if self.teacher else None,
                                 self.distiller, self.adapter, self.optimizer, self.scheduler, self.cache, ctx,
                                 channels_last=self.cfg.channels_last, mixup=self.cfg.mixup,
@@ -254,10 +254,10 @@ class _Loop:
     # --- setup -------------------------------------------------------------------------------------------
 
     def _precision(self, requested: str, key: str) -> str:
+        """The precision `requested` by recipe `key` as this device runs it; a fallback is logged once."""
         effective, why = resolve_precision(requested, self.ctx.device)
         if why and self.ctx.is_main:
-            stage = "distill" if key == "teacher_precision" else self.stage
-            self.reporter.log(f'{stage}.{key} = "{requested}": {why}; computing in float32')
+            self.reporter.log(f'{key} = "{requested}": {why}; computing in float32')
         return effective
 
     def _init_adapters(self) -> None:

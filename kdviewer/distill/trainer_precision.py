@@ -5,7 +5,7 @@ a live torch teacher's) under `torch.autocast(dtype=torch.bfloat16)`: convolutio
 bfloat16 inputs and accumulate in float32, the weights, the optimizer's state, the losses and validation stay in
 float32 (Kalamkar et al. 2019, "A study of BFLOAT16 for deep learning training"). On a CPU with AVX512-BF16 or
 AMX, oneDNN's bfloat16 convolutions made a ResNet-50 or U-Net training step 1.7-1.8x faster
-(benchmarks/bench_precision.py); depthwise convolutions (MobileNetV2) were slower, so recipes ask for it per net.
+(`benchmarks/bench_layout.py --compare precision`); depthwise convolutions (MobileNetV2) were slower, so recipes ask for it per net.
 Where the device has no native bfloat16 (an AVX2 laptop, where it would be emulated and slow), the run trains in
 float32 and says so once: the recipe still runs everywhere.
 """
