@@ -2,11 +2,11 @@
 TRAINING split, then report the choice on the validation split beside the card's current setting.
 
     python benchmarks/tune_postprocess.py MODEL --data DATA [--thresholds 0.5,0.7] [--min-diameters 0,3,5]
-                                          [--lung-gates 0,3,6] [--write]
+                                          [--lung-gates 0,3,6] [--lung-min-areas 0,5] [--write]
 
 The training split is the model's own (rebuilt from its card's recipe, as `kdviewer evaluate --split train`:
 for simulated nodules, training's slices with fixed, validation-style nodules). Each image's probabilities are
-computed once; every (threshold, min_diameter_mm, lung_gate_mm) choice is then scored with the runtime's own post-processing
+computed once; every (threshold, min_diameter_mm, lung_gate_mm, lung_gate_min_cm2) choice is then scored with the runtime's own post-processing
 (`runtime.segment.probabilities_to_labels` + `postprocess_labels`) and `kdviewer evaluate`'s per-image Dice
 (mean over images whose truth or prediction is non-empty, inside the field of view). The choice with the best
 training Dice wins (ties: the simpler one, listed first); the validation numbers are printed, never used to
@@ -77,15 +77,19 @@ def mean_dice(cases: list, postprocess: dict[str, Any]) -> tuple[float, int]:
 KEPT = ("largest_component", "fill_holes", "fov_gate")  # the card's other steps stay as they are
 
 
-def candidate(threshold: float, min_d: float, current: dict[str, Any], gate: float = 0.0) -> dict[str, Any]:
+def candidate(threshold: float, min_d: float, current: dict[str, Any], gate: float = 0.0,
+              min_lung: float = 0.0) -> dict[str, Any]:
     """The post-processing to try: argmax (0.5) or a class-1 threshold, the card's other steps, a size floor,
-    a lung gate (`postprocess_labels`' lung_gate_mm; CT in HU only)."""
+    a lung gate (`postprocess_labels`' lung_gate_mm; CT in HU only) and its smallest lung section
+    (lung_gate_min_cm2, with a gate only)."""
     pp: dict[str, Any] = {"argmax": True} if threshold == 0.5 else {"threshold": threshold}
     pp.update({k: v for k, v in current.items() if k in KEPT})
     if min_d > 0:
         pp["min_diameter_mm"] = min_d
     if gate > 0:
         pp["lung_gate_mm"] = gate
+        if min_lung > 0:
+            pp["lung_gate_min_cm2"] = min_lung
     return pp
 
 
@@ -96,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thresholds", default="0.5,0.6,0.7,0.8", help="class-1 thresholds to try (0.5: argmax)")
     parser.add_argument("--min-diameters", default="0,2,3,4,5", help="smallest kept component, mm (0: off)")
     parser.add_argument("--lung-gates", default="0", help="lung gates to try, closing radius in mm (0: off; CT)")
+    parser.add_argument("--lung-min-areas", default="0",
+                        help="with a gate: smallest lung section a slice must show, cm² (0: off)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="store the choice in the model's card")
     args = parser.parse_args(argv)
@@ -103,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         model = resolve_model(args.model)
         if model.task != "segment":
             raise KdviewerError(f"{model.id} is a {model.task} model: post-processing is tuned for segmentation")
-        grid = [(t, d, g) for g in _floats(args.lung_gates) for d in _floats(args.min_diameters)
-                for t in _floats(args.thresholds)]
+        grid = [(t, d, g, a) for g in _floats(args.lung_gates)
+                for a in (_floats(args.lung_min_areas) if g > 0 else [0.0])
+                for d in _floats(args.min_diameters) for t in _floats(args.thresholds)]
         train = case_arrays(model, args.data, "train", args.threads)
         val = case_arrays(model, args.data, "val", args.threads)
     except (KdviewerError, ValueError, OSError) as exc:
@@ -112,22 +119,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     current = dict(model.postprocess)
     rows = []
-    for t, d, g in grid:
-        pp = candidate(t, d, current, g)
+    for t, d, g, a in grid:
+        pp = candidate(t, d, current, g, a)
         (tr, n_tr), (va, n_va) = mean_dice(train, pp), mean_dice(val, pp)
-        rows.append((t, d, g, tr, n_tr, va, n_va))
-    best = max(rows, key=lambda r: (r[3], -grid.index(r[:3])))
+        rows.append((t, d, g, a, tr, n_tr, va, n_va))
+    best = max(rows, key=lambda r: (r[4], -grid.index(r[:4])))
     (cur_tr, _), (cur_va, _) = mean_dice(train, current), mean_dice(val, current)
     print(f"{model.id}: per-image Dice on {len(train)} training / {len(val)} validation images "
           f"(chosen on training only)")
-    print(f"{'threshold':>9} {'min d (mm)':>10} {'gate (mm)':>9} {'train Dice':>10} {'(images)':>8} "
-          f"{'val Dice':>9} {'(images)':>8}")
-    for t, d, g, tr, n_tr, va, n_va in rows:
-        mark = "  <- chosen" if (t, d, g) == best[:3] else ""
-        print(f"{t:9.2f} {d:10.1f} {g:9.1f} {tr:10.4f} {n_tr:8d} {va:9.4f} {n_va:8d}{mark}")
+    print(f"{'threshold':>9} {'min d (mm)':>10} {'gate (mm)':>9} {'lung (cm²)':>10} {'train Dice':>10} "
+          f"{'(images)':>8} {'val Dice':>9} {'(images)':>8}")
+    for t, d, g, a, tr, n_tr, va, n_va in rows:
+        mark = "  <- chosen" if (t, d, g, a) == best[:4] else ""
+        print(f"{t:9.2f} {d:10.1f} {g:9.1f} {a:10.1f} {tr:10.4f} {n_tr:8d} {va:9.4f} {n_va:8d}{mark}")
     print(f"card's current {json.dumps(current)}: train {cur_tr:.4f}, val {cur_va:.4f}")
-    chosen = candidate(best[0], best[1], current, best[2])
-    print(f"chosen {json.dumps(chosen)}: train {best[3]:.4f}, val {best[5]:.4f}")
+    chosen = candidate(best[0], best[1], current, best[2], best[3])
+    print(f"chosen {json.dumps(chosen)}: train {best[4]:.4f}, val {best[6]:.4f}")
     if args.write:
         card = json.loads(model.card_path.read_text(encoding="utf-8"))
         card["postprocess"] = chosen

@@ -1,5 +1,6 @@
 """lung_gate_mm post-processing: the lung region of a CT slice (imaging.nodules.lung_region), the gate in
-postprocess_labels (2-D and 3-D), in `kdviewer evaluate`'s records, and the recipe's check of the key."""
+postprocess_labels (2-D and 3-D), its smallest lung section (lung_gate_min_cm2), and the recipe's check of
+the keys."""
 
 from __future__ import annotations
 
@@ -89,6 +90,41 @@ def test_gate_on_a_stack_keeps_a_3d_component_that_touches_the_lungs_in_any_slic
     assert out[:, 40:44, 35:39].all() and not out[1, 85:90, 60:65].any()
 
 
+def abdomen_slice() -> np.ndarray:
+    """(128, 128) HU at 1 mm below the lung bases: a body of soft tissue and two pockets of bowel gas,
+    2 x 2 cm (4 cm²) and 1 x 1 cm (1 cm²): the two largest internal air sections, and no lung."""
+    hu = np.full((128, 128), -1000.0, np.float32)
+    hu[14:114, 10:118] = 40.0
+    hu[40:60, 30:50] = -1000.0
+    hu[70:80, 80:90] = -1000.0
+    return hu
+
+
+def test_a_slice_with_too_little_lung_has_no_region_and_its_findings_go() -> None:
+    gas = abdomen_slice()
+    assert lung_region(gas, (1.0, 1.0), 0.0)[50, 40]                        # the gas passes as "lung"
+    assert not lung_region(gas, (1.0, 1.0), 0.0, min_lung_cm2=5.1).any()   # 4 + 1 = 5 cm² of air: under 5.1
+    assert lung_region(gas, (1.0, 1.0), 0.0, min_lung_cm2=4.9).any()       # and not under 4.9
+    # in mm: the same slice at 2 mm pixels has a quarter of the pixels and the same 5 cm²
+    assert lung_region(gas[::2, ::2], (2.0, 2.0), 0.0, min_lung_cm2=4.9).any()
+    assert not lung_region(gas[::2, ::2], (2.0, 2.0), 0.0, min_lung_cm2=5.1).any()
+    # the chest slice (two lungs of 12 cm², less the nodule's notch) keeps its region with a 6 cm² floor
+    chest = chest_slice()
+    assert np.array_equal(lung_region(chest, (1.0, 1.0), 6.0, min_lung_cm2=6.0), lung_region(chest, (1.0, 1.0), 6.0))
+    # a stack: the floor applies per slice
+    both = lung_region(np.stack([chest, gas]), (1.0, 1.0), 6.0, min_lung_cm2=6.0)
+    assert both[0].any() and not both[1].any()
+    # in postprocess_labels: a finding in the gas goes with the floor, stays without it; the lung's stays
+    labels = np.zeros(gas.shape, np.uint8)
+    labels[48:52, 38:42] = 1
+    pp = {"lung_gate_mm": 6.0, "lung_gate_min_cm2": 6.0}
+    assert not postprocess_labels(labels.copy(), pp, 2, spacing=(1.0, 1.0), image=gas).any()
+    assert postprocess_labels(labels.copy(), {"lung_gate_mm": 6.0}, 2, spacing=(1.0, 1.0), image=gas).any()
+    in_lung = np.zeros(chest.shape, np.uint8)
+    in_lung[40:44, 35:39] = 1
+    assert postprocess_labels(in_lung.copy(), pp, 2, spacing=(1.0, 1.0), image=chest)[40:44, 35:39].all()
+
+
 def test_gate_without_the_image_is_an_error_not_a_silent_no_op() -> None:
     with pytest.raises(ValueError, match="lung_gate_mm needs the input image"):
         postprocess_labels(np.ones((8, 8), np.uint8), {"lung_gate_mm": 6.0}, 2, spacing=(1.0, 1.0))
@@ -96,10 +132,27 @@ def test_gate_without_the_image_is_an_error_not_a_silent_no_op() -> None:
 
 @pytest.mark.parametrize(("value", "words"), [("{lung_gate_mm = -1}", "at least 0"),
                                               ("{lung_gate_mm = 'six'}", "should be a number"),
-                                              ("{lung_gate = 6}", "did you mean 'export.postprocess.lung_gate_mm'")])
+                                              ("{lung_gate = 6}", "did you mean 'export.postprocess.lung_gate_mm'"),
+                                              ("{lung_gate_mm = 6, lung_gate_min_cm2 = -1}", "at least 0 cm²"),
+                                              ("{lung_gate_min_cm2 = 5}", "needs a lung gate"),
+                                              ("{lung_gate_min = 5}", "did you mean")])
 def test_recipe_checks_the_key(value: str, words: str) -> None:
     with pytest.raises(RecipeError) as info:
         load_recipe(RECIPES / "lung-nodule-ct.toml", [f"export.postprocess={value}"])
     assert words in str(info.value)
-    recipe = load_recipe(RECIPES / "lung-nodule-ct.toml", ["export.postprocess={lung_gate_mm = 6.0}"])
-    assert recipe.export.postprocess["lung_gate_mm"] == 6.0
+    recipe = load_recipe(RECIPES / "lung-nodule-ct.toml",
+                         ["export.postprocess={lung_gate_mm = 6.0, lung_gate_min_cm2 = 5.0}"])
+    assert recipe.export.postprocess == {"lung_gate_mm": 6.0, "lung_gate_min_cm2": 5.0}
+
+
+def test_the_card_says_what_the_gate_hides() -> None:
+    pytest.importorskip("onnx")
+    from kdviewer.distill.export import postprocess_limits
+
+    assert postprocess_limits({}) == [] and postprocess_limits({"fov_gate": True, "lung_gate_mm": 0}) == []
+    (gate,) = postprocess_limits({"lung_gate_mm": 9.0})
+    assert "touch the lungs" in gate and "9 mm" in gate and "cm²" not in gate
+    (floor,) = postprocess_limits({"lung_gate_mm": 9.0, "lung_gate_min_cm2": 5.0})
+    assert floor.startswith(gate) and "less than 5 cm² of lung gets none" in floor
+    recipe = load_recipe(RECIPES / "lung-nodule-ct.toml")
+    assert recipe.export.postprocess == {"lung_gate_mm": 9.0, "lung_gate_min_cm2": 5.0}

@@ -167,6 +167,19 @@ def _output_spec(task: str, meta: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "image"}
 
 
+def postprocess_limits(postprocess: dict[str, Any]) -> list[str]:
+    """The card's limits that its post-processing implies (a reader should know what a gate hides)."""
+    gate = float(postprocess.get("lung_gate_mm") or 0.0)
+    if gate <= 0:
+        return []
+    floor = float(postprocess.get("lung_gate_min_cm2") or 0.0)
+    line = f"findings are kept only where they touch the lungs (lung gate, closed by {gate:g} mm)"
+    if floor > 0:
+        line += (f"; a slice showing less than {floor:g} cm² of lung gets none (below the lung bases the "
+                 "largest air is bowel gas; the last slices of a lung apex or base are skipped too)")
+    return [line]
+
+
 def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any], ckpt: dict[str, Any],
           onnx_path: Path, weights: str, diff: float, model: torch.nn.Module) -> ModelCard:
     from kdviewer.distill.nets import count_parameters
@@ -192,6 +205,7 @@ def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any],
     if meta.get("simulation"):
         limits.append(str(meta["simulation"]))
     limits += [str(limit) for limit in recipe.limits]
+    limits += postprocess_limits(recipe.export.postprocess if recipe.task == "segment" else {})
     if weights == "float16":
         limits.append("float16 weights, cast to float32 when the model loads")
     teacher = (run.get("teacher") or {}).get("id") if run["stage"] == "distill" else None

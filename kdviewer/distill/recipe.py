@@ -166,7 +166,8 @@ class ExportConfig:
 
     `postprocess` (task "segment" only), e.g. ``{threshold = 0.6, min_diameter_mm = 4}``: threshold
     (0 < t < 1: label 1 where p(1) >= t, two-class models, instead of argmax), lung_gate_mm (>= 0: keep only
-    components that overlap the lungs of the input CT, closed by a disc this wide in radius), min_diameter_mm
+    components that overlap the lungs of the input CT, closed by a disc this wide in radius), lung_gate_min_cm2
+    (>= 0, with lung_gate_mm: a slice showing less lung than this has none for the gate), min_diameter_mm
     (>= 0: drop components smaller than a lesion that wide), largest_component, fill_holes, fov_gate (true /
     false; fov_gate: clear labels outside a photograph's field of view);
     see `kdviewer.runtime.segment.postprocess_labels`.
@@ -189,9 +190,9 @@ class ExportConfig:
                 if not isinstance(value, bool):
                     raise RecipeError(source, name, f"should be true or false, got {_tname(value)}")
                 continue
-            if key not in ("threshold", "min_diameter_mm", "lung_gate_mm"):
-                known = ["threshold", "min_diameter_mm", "lung_gate_mm", "largest_component", "fill_holes",
-                         "fov_gate"]
+            if key not in ("threshold", "min_diameter_mm", "lung_gate_mm", "lung_gate_min_cm2"):
+                known = ["threshold", "min_diameter_mm", "lung_gate_mm", "lung_gate_min_cm2", "largest_component",
+                         "fill_holes", "fov_gate"]
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean 'export.postprocess.{close[0]}'?)" if close else ""
                 raise RecipeError(source, name, f"unknown key{hint}; known: {', '.join(known)}")
@@ -201,6 +202,11 @@ class ExportConfig:
                 raise RecipeError(source, name, f"should be between 0 and 1 (exclusive), got {value}")
             if key in ("min_diameter_mm", "lung_gate_mm") and value < 0:
                 raise RecipeError(source, name, f"should be at least 0 mm, got {value}")
+            if key == "lung_gate_min_cm2":
+                if value < 0:
+                    raise RecipeError(source, name, f"should be at least 0 cm², got {value}")
+                if value > 0 and not self.postprocess.get("lung_gate_mm"):
+                    raise RecipeError(source, name, "needs a lung gate: set export.postprocess.lung_gate_mm too")
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ LUNG_GATE_MIN_AREA_CM2 = 10.0   # above the trachea and main bronchi (2-5 cm²)
 
 
 def lung_region(image_hu: np.ndarray, spacing_xy: Sequence[float] | None, closing_mm: float,
-                min_area_cm2: float = LUNG_GATE_MIN_AREA_CM2) -> np.ndarray:
+                min_area_cm2: float = LUNG_GATE_MIN_AREA_CM2, min_lung_cm2: float = 0.0) -> np.ndarray:
     """Where a lung nodule may be, per slice, for gating a segmentation: bool array of the image's shape.
 
     Each (H, W) slice of an (H, W) image or (z, H, W) stack in HU: the air below `LUNG_THRESHOLD_HU` that does
@@ -86,6 +86,8 @@ def lung_region(image_hu: np.ndarray, spacing_xy: Sequence[float] | None, closin
     lungs, however small at the apex or the bases) and every other one of at least `min_area_cm2` (a lung
     that the trachea or bowel gas outranks stays; smaller airways and gas fall out), closed by a disc of radius
     `closing_mm` (so that the notch a nodule on the pleura cuts into the lung is filled), holes filled.
+    A slice whose kept air (before the closing) is under `min_lung_cm2` gets no region at all: below the lung
+    bases the two largest air sections are bowel gas, and a gate that kept them would keep what lies in them.
     `spacing_xy` (column, row) mm; None: 1 mm pixels.
     """
     img = np.asarray(image_hu, dtype=np.float32)
@@ -93,6 +95,7 @@ def lung_region(image_hu: np.ndarray, spacing_xy: Sequence[float] | None, closin
         raise ValueError(f"expected an (H, W) slice or a (z, H, W) stack in HU, got shape {img.shape}")
     sx, sy = (1.0, 1.0) if spacing_xy is None else (float(spacing_xy[0]), float(spacing_xy[1]))
     min_px = min_area_cm2 * 100.0 / (sx * sy)
+    min_lung_px = min_lung_cm2 * 100.0 / (sx * sy)
     disk = _disk(int(round(closing_mm / min(sx, sy))))
     stack = img[None] if img.ndim == 2 else img
     out = np.zeros(stack.shape, dtype=bool)
@@ -103,7 +106,10 @@ def lung_region(image_hu: np.ndarray, spacing_xy: Sequence[float] | None, closin
         sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
         sizes[0] = 0.0
         big = np.union1d(np.flatnonzero(sizes >= min_px), np.argsort(sizes)[::-1][:2])
-        keep = np.isin(labels, big[sizes[big] > 0])
+        big = big[sizes[big] > 0]
+        if sizes[big].sum() < min_lung_px:
+            continue
+        keep = np.isin(labels, big)
         if closing_mm > 0 and keep.any():
             keep = ndimage.binary_closing(keep, structure=disk, border_value=0)
         out[k] = ndimage.binary_fill_holes(keep)

@@ -161,7 +161,9 @@ def postprocess_labels(labels: np.ndarray, postprocess: dict[str, Any], n_labels
 
     ``lung_gate_mm`` > 0 keeps only the components that overlap the lungs of `image` (the input in HU, the
     labels' shape; `kdviewer.imaging.nodules.lung_region`, closed by a disc of that radius so that nodules on
-    the pleura stay in): a lung-nodule model's findings in the abdomen, chest wall or mediastinum go.
+    the pleura stay in): a lung-nodule model's findings in the abdomen, chest wall or mediastinum go;
+    ``lung_gate_min_cm2`` > 0 (with the gate) gives a slice showing less lung than that no region at all (below
+    the lung bases the largest air sections are bowel gas).
     Components are 3-D in an (N, H, W) stack. ``min_diameter_mm`` > 0 drops the components of a label smaller
     than a lesion that wide: in a stack of N > 1 slices, below a sphere's volume (`spacing` (x, y, z) mm); in
     one image, (H, W) or (1, H, W), below a disc's area (`spacing` (x, y) mm). None: 1 mm pixels.
@@ -180,7 +182,8 @@ def postprocess_labels(labels: np.ndarray, postprocess: dict[str, Any], n_labels
     if gate_mm > 0:
         if image is None or np.shape(image) != labels.shape:
             raise ValueError(f"lung_gate_mm needs the input image in HU, shaped as the labels {labels.shape}")
-        lungs = lung_region(image, None if spacing is None else tuple(spacing)[:2], gate_mm)
+        lungs = lung_region(image, None if spacing is None else tuple(spacing)[:2], gate_mm,
+                            min_lung_cm2=float(postprocess.get("lung_gate_min_cm2") or 0.0))
     for value in range(1, max(n_labels, int(labels.max(initial=0)) + 1)):
         mask = labels == value
         if not mask.any():
