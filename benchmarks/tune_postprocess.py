@@ -6,12 +6,12 @@ TRAINING split, then report the choice on the validation split beside the card's
 
 The training split is the model's own (rebuilt from its card's recipe, as `kdviewer evaluate --split train`:
 for simulated nodules, training's slices with fixed, validation-style nodules). Each image's probabilities are
-computed once; every (threshold, min_diameter_mm, lung_gate_mm, lung_gate_min_cm2) choice is then scored with the runtime's own post-processing
-(`runtime.segment.probabilities_to_labels` + `postprocess_labels`) and `kdviewer evaluate`'s per-image Dice
-(mean over images whose truth or prediction is non-empty, inside the field of view). The choice with the best
-training Dice wins (ties: the simpler one, listed first); the validation numbers are printed, never used to
-choose. `--write` stores the choice in the model's card (`postprocess`; the ONNX file and its sha256 are
-unchanged).
+computed once; every (threshold, min_diameter_mm, lung_gate_mm, lung_gate_min_cm2) choice is then scored with
+the runtime's own post-processing (`runtime.segment.probabilities_to_labels` + `postprocess_labels`) and
+`kdviewer evaluate`'s per-image Dice (mean over images whose truth or prediction is non-empty, inside the field
+of view). The choice with the best training Dice wins (ties: the simpler one, listed first); the validation
+numbers are printed, never used to choose. `--write` stores the choice in the model's card (`postprocess`; the
+ONNX file and its sha256 are unchanged).
 """
 
 from __future__ import annotations
