@@ -10,8 +10,8 @@ computed once; every (threshold, min_diameter_mm, lung_gate_mm, lung_gate_min_cm
 the runtime's own post-processing (`runtime.segment.probabilities_to_labels` + `postprocess_labels`) and
 `kdviewer evaluate`'s per-image Dice (mean over images whose truth or prediction is non-empty, inside the field
 of view). The choice with the best training Dice wins (ties: the simpler one, listed first); the validation
-numbers are printed, never used to choose. `--write` stores the choice in the model's card (`postprocess`; the
-ONNX file and its sha256 are unchanged).
+numbers are printed, never used to choose. `--write` stores the choice in the model's card (`postprocess`, and the
+limit line a lung gate implies, `runtime.segment.postprocess_limits`; the ONNX file and its sha256 are unchanged).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from kdviewer.runtime.registry import Model, resolve_model  # noqa: E402
 from kdviewer.runtime.segment import (  # noqa: E402
     SlicePredictor,
     postprocess_labels,
+    postprocess_limits,
     probabilities_to_labels,
     reads_image,
 )
@@ -138,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         card = json.loads(model.card_path.read_text(encoding="utf-8"))
         card["postprocess"] = chosen
+        said = set(postprocess_limits(current))  # the old gate's limit line, if any, gives way to the new one's
+        limits = [x for x in card.get("limits", []) if x not in said] + postprocess_limits(chosen)
+        if limits != card.get("limits", []):
+            card["limits"] = limits
         model.card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         print(f"written to {model.card_path}")
     return 0

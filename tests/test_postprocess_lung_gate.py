@@ -12,7 +12,7 @@ import pytest
 from kdviewer.distill.recipe import RecipeError, load_recipe
 from kdviewer.imaging.components import components_touching
 from kdviewer.imaging.nodules import lung_region
-from kdviewer.runtime.segment import postprocess_labels
+from kdviewer.runtime.segment import postprocess_labels, postprocess_limits
 
 RECIPES = Path(__file__).resolve().parents[1] / "resources" / "recipes"
 
@@ -146,9 +146,6 @@ def test_recipe_checks_the_key(value: str, words: str) -> None:
 
 
 def test_the_card_says_what_the_gate_hides() -> None:
-    pytest.importorskip("onnx")
-    from kdviewer.distill.export import postprocess_limits
-
     assert postprocess_limits({}) == [] and postprocess_limits({"fov_gate": True, "lung_gate_mm": 0}) == []
     (gate,) = postprocess_limits({"lung_gate_mm": 9.0})
     assert "touch the lungs" in gate and "9 mm" in gate and "cm²" not in gate

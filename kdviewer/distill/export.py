@@ -34,6 +34,7 @@ from kdviewer.distill.trainer_models import build_net
 from kdviewer.distill.trainer_tasks import task_adapter
 from kdviewer.errors import KdviewerError
 from kdviewer.modelcard import INTENDED_USE, ModelCard, load_card, save_card, sha256_file
+from kdviewer.runtime.segment import postprocess_limits
 
 Log = Callable[[str], None]
 # "one point" of each metric an INT8 model must hold (classify: AUC and accuracy; segment: Dice; enhance: PSNR, dB)
@@ -165,19 +166,6 @@ def _output_spec(task: str, meta: dict[str, Any]) -> dict[str, Any]:
     if task == "super_resolve":
         return {"kind": "image", "scale": int(meta.get("scale") or 2)}
     return {"kind": "image"}
-
-
-def postprocess_limits(postprocess: dict[str, Any]) -> list[str]:
-    """The card's limits that its post-processing implies (a reader should know what a gate hides)."""
-    gate = float(postprocess.get("lung_gate_mm") or 0.0)
-    if gate <= 0:
-        return []
-    floor = float(postprocess.get("lung_gate_min_cm2") or 0.0)
-    line = f"findings are kept only where they touch the lungs (lung gate, closed by {gate:g} mm)"
-    if floor > 0:
-        line += (f"; a slice showing less than {floor:g} cm² of lung gets none (below the lung bases the "
-                 "largest air is bowel gas; the last slices of a lung apex or base are skipped too)")
-    return [line]
 
 
 def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any], ckpt: dict[str, Any],

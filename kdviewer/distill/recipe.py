@@ -160,6 +160,10 @@ class DistillConfig(TrainConfig):
     allow_sharpening: bool = False      # temperature < 1 sharpens the teacher: only when asked
 
 
+NUMERIC_POSTPROCESS = ("threshold", "min_diameter_mm", "lung_gate_mm", "lung_gate_min_cm2")
+BOOLEAN_POSTPROCESS = ("largest_component", "fill_holes", "fov_gate")
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     """[export]: ONNX settings, and the post-processing a segmentation model's card asks for.
@@ -186,13 +190,12 @@ class ExportConfig:
             raise RecipeError(source, "export.postprocess", f"only applies to task 'segment', not '{task}'")
         for key, value in self.postprocess.items():
             name = f"export.postprocess.{key}"
-            if key in ("largest_component", "fill_holes", "fov_gate"):
+            if key in BOOLEAN_POSTPROCESS:
                 if not isinstance(value, bool):
                     raise RecipeError(source, name, f"should be true or false, got {_tname(value)}")
                 continue
-            if key not in ("threshold", "min_diameter_mm", "lung_gate_mm", "lung_gate_min_cm2"):
-                known = ["threshold", "min_diameter_mm", "lung_gate_mm", "lung_gate_min_cm2", "largest_component",
-                         "fill_holes", "fov_gate"]
+            if key not in NUMERIC_POSTPROCESS:
+                known = [*NUMERIC_POSTPROCESS, *BOOLEAN_POSTPROCESS]
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean 'export.postprocess.{close[0]}'?)" if close else ""
                 raise RecipeError(source, name, f"unknown key{hint}; known: {', '.join(known)}")

@@ -199,6 +199,19 @@ def postprocess_labels(labels: np.ndarray, postprocess: dict[str, Any], n_labels
     return labels
 
 
+def postprocess_limits(postprocess: dict[str, Any]) -> list[str]:
+    """The card limits that `postprocess_labels` with this `postprocess` implies (a reader should know what a gate
+    hides): written into a card at export and by `benchmarks/tune_postprocess.py --write`."""
+    gate = float(postprocess.get("lung_gate_mm") or 0.0)
+    if gate <= 0:
+        return []
+    floor = float(postprocess.get("lung_gate_min_cm2") or 0.0)
+    line = f"findings are kept only where they touch the lungs (lung gate, closed by {gate:g} mm)"
+    if floor > 0:
+        line += (f"; a slice showing less than {floor:g} cm² of lung gets none (below the lung bases the "
+                 "largest air is bowel gas; the last slices of a lung apex or base are skipped too)")
+    return [line]
+
 def extent_text(volume_ml: float, volume: Volume) -> str:
     """How big a label is, in the unit the study can carry: mL in a volume, cm² in a single image with a
     known pixel spacing, pixels in a picture file (its 1 mm spacing is only assumed), e.g. "12.34 mL"."""
