@@ -1,0 +1,92 @@
+"""What a model's input grid alone costs a segmentation task: the Dice of perfect predictions made on that grid.
+
+    python benchmarks/grid_ceiling.py DATA [--sizes 512x512,576x576,384x384] [--split NAME] [--limit N]
+
+Each item's true mask, one-hot per label, is taken to the model's grid as an image is (`resize_2d`, linear,
+anti-aliased when shrinking), brought back to the mask's grid as the runtime brings a model's probabilities back
+(`runtime.segment.to_grid`) and labelled by argmax (for two labels: p(1) >= 0.5), then scored against the mask
+with `kdviewer evaluate`'s Dice (mean over the foreground labels; inside the field of view where the data has
+one; masks without foreground are skipped). The native grid is the baseline row (Dice 1 by construction). A model on that grid cannot score above
+its row; nothing here runs a model or times anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kdviewer.errors import KdviewerError  # noqa: E402
+from kdviewer.imaging.metrics import dice  # noqa: E402
+from kdviewer.imaging.resample import resize_2d  # noqa: E402
+from kdviewer.runtime.evaluate import dataset_items  # noqa: E402
+from kdviewer.runtime.segment import to_grid  # noqa: E402
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    out = []
+    for part in text.split(","):
+        h, _, w = part.strip().lower().partition("x")
+        out.append((int(h), int(w or h)))
+    return out
+
+
+def round_trip_dice(mask: np.ndarray, fov: np.ndarray | None, hw: tuple[int, int] | None) -> float:
+    """Mean foreground Dice of `mask` after a perfect one-hot map went to grid `hw` and back (None: native)."""
+    mask = np.asarray(mask).astype(np.int64)
+    labels = int(mask.max()) + 1
+    if hw is None or tuple(mask.shape) == hw:
+        back = mask
+    else:
+        onehot = np.stack([(mask == k).astype(np.float32) for k in range(max(labels, 2))], axis=-1)
+        small = np.moveaxis(resize_2d(onehot, hw, order=1), -1, 0)
+        back = np.argmax(to_grid(small, mask.shape), axis=0)
+    inside = np.ones(mask.shape, bool) if fov is None else np.asarray(fov, bool)
+    scores = [dice(back[inside] == k, mask[inside] == k) for k in range(1, max(labels, 2))]
+    return float(np.mean(scores))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", help="a segmentation data set kdviewer reads (DRIVE, image + mask pairs, volumes)")
+    parser.add_argument("--sizes", default="512x512,576x576,384x384", help="model grids, HxW, comma-separated")
+    parser.add_argument("--split", default=None, help="the data's split to read (default: its only or first one)")
+    parser.add_argument("--limit", type=int, default=None, help="the first N items only")
+    args = parser.parse_args(argv)
+    try:
+        sizes = _sizes(args.sizes)
+        _ds, split, items = dataset_items(args.data, "segment", args.split, limit=args.limit)
+        rows: dict[str, list[float]] = {"native (baseline)": []}
+        rows.update({f"{h}x{w}": [] for h, w in sizes})
+        for item in items:
+            sample = item.load()
+            if sample.mask is None:
+                continue
+            mask = np.asarray(sample.mask)
+            masks = mask if mask.ndim == 3 else mask[None]
+            fovs = [None] * len(masks) if sample.fov is None else np.asarray(sample.fov).reshape(masks.shape)
+            for m, f in zip(masks, fovs, strict=True):
+                if not m.any():
+                    continue  # as evaluate: an empty truth is not scored here (its round trip stays empty)
+                rows["native (baseline)"].append(round_trip_dice(m, f, None))
+                for (h, w) in sizes:
+                    rows[f"{h}x{w}"].append(round_trip_dice(m, f, (h, w)))
+    except (KdviewerError, ValueError, OSError) as exc:
+        print(f"grid_ceiling: {exc}", file=sys.stderr)
+        return 2
+    if not rows["native (baseline)"]:
+        print(f"grid_ceiling: no item of split {split!r} has a mask with foreground", file=sys.stderr)
+        return 2
+    print(f"{args.data}, split {split!r}: Dice of perfect maps through each grid ({len(rows['native (baseline)'])} masks)")
+    print(f"{'grid':>18s} {'mean Dice':>10s} {'min':>7s}")
+    for name, values in rows.items():
+        print(f"{name:>18s} {np.mean(values):10.4f} {np.min(values):7.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
