@@ -6,8 +6,8 @@ Each item's true mask, one-hot per label, is taken to the model's grid as an ima
 anti-aliased when shrinking), brought back to the mask's grid as the runtime brings a model's probabilities back
 (`runtime.segment.to_grid`) and labelled by argmax (for two labels: p(1) >= 0.5), then scored against the mask
 with `kdviewer evaluate`'s Dice (mean over the foreground labels; inside the field of view where the data has
-one; masks without foreground are skipped). The native grid is the baseline row (Dice 1 by construction). A model on that grid cannot score above
-its row; nothing here runs a model or times anything.
+one; masks without foreground are skipped). The native grid is the baseline row (Dice 1 by construction). A model
+on that grid cannot score above its row; nothing here runs a model or times anything.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def _sizes(text: str) -> list[tuple[int, int]]:
     out = []
     for part in text.split(","):
         h, _, w = part.strip().lower().partition("x")
+        if not (h.isdigit() and (w or h).isdigit() and int(h) > 0 and int(w or h) > 0):
+            raise ValueError(f"--sizes: {part.strip()!r} is not a grid like 512x512 (or 512)")
         out.append((int(h), int(w or h)))
     return out
 

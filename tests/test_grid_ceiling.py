@@ -34,9 +34,13 @@ def test_field_of_view_limits_the_score_and_labels_are_averaged() -> None:
     two = grid_ceiling.round_trip_dice(mask, None, (16, 16))
     only_large = grid_ceiling.round_trip_dice(np.where(mask == 2, 0, mask), None, (16, 16))
     assert two < only_large  # the small label's loss pulls the mean down
+    with_line = np.where(mask == 2, 0, mask)
+    with_line[:, 50] = 1  # a 1-pixel line, lost on the coarse grid ...
     fov = np.zeros((64, 64), bool)
-    fov[:32, :32] = True  # the small label lies outside: scored as empty-vs-empty there
-    assert grid_ceiling.round_trip_dice(np.where(mask == 2, 0, mask), fov, (16, 16)) >= only_large - 1e-6
+    fov[:, :40] = True  # ... but outside the field of view, so not scored
+    assert grid_ceiling.round_trip_dice(with_line, None, (16, 16)) < only_large - 0.01
+    assert grid_ceiling.round_trip_dice(with_line, fov, (16, 16)) == grid_ceiling.round_trip_dice(
+        np.where(mask == 2, 0, mask), fov, (16, 16))
 
 
 def test_main_on_an_image_mask_folder_and_bad_data(tmp_path: Path, capsys) -> None:
