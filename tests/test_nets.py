@@ -235,6 +235,25 @@ def test_fresh_segmenters_start_at_a_small_foreground_prior(name: str, kw: dict)
         assert 0.002 < float(fg.mean()) < 0.05 and float(fg.max()) < 0.5
 
 
+def test_head_split_starts_half_the_last_channels_as_foreground_voters_and_keeps_the_prior():
+    """unet_small(head_split=s): the foreground row of the head is +s on the first half of the last stage's
+    channels and -s on the rest (background the opposite), so not every channel starts against the foreground
+    (the stall of session 21); the ~1 % prior still holds. Without it the head is the plain prior init."""
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = create_model("unet_small", in_channels=3, base=4, head_split=0.25).train()
+        w = model.head.weight.detach().view(2, -1)
+        assert (w[1, :2] > 0.2).all() and (w[1, 2:] < -0.2).all()
+        assert (w[0, :2] < -0.2).all() and (w[0, 2:] > 0.2).all()
+        with torch.no_grad():  # as training starts: BatchNorm on the batch's statistics
+            fg = model(torch.randn(4, 3, 64, 64)).softmax(1)[:, 1]
+        assert 0.002 < float(fg.mean()) < 0.05
+    assert float(create_model("unet_small", base=4).head.weight.detach().abs().max()) < 0.1
+    shuffled = create_model("unet_small", base=4, entry_stride=2, entry="shuffle", head_split=0.25)
+    w = shuffled.head.weight.detach().view(8, -1)  # 2 classes x 4 sub-pixels; background rows first
+    assert (w[4:, :2] > 0.2).all() and (w[:4, :2] < -0.2).all()
+
+
 def _receptive_field_width(model: torch.nn.Module, size: int = 64) -> int:
     """Columns of the output that an impulse in the middle of the input changes."""
     x = torch.zeros(1, 1, size, size)

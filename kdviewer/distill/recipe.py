@@ -92,6 +92,7 @@ class NetConfig:
     detail: int | None = None           # unet_small with entry shuffle: channels of a full-resolution branch
     detail_mode: str | None = None      # unet_small with detail: logits | refine | features (`nets.unet.UNet`)
     widths: tuple[int, ...] | None = None  # unet_small: each level's width (overrides base and depth)
+    head_split: float | None = None     # unet_small: half the last stage's channels start as foreground voters
     skip: str | None = None             # super-resolution nets: bicubic | learned | none
     subpixel: bool | None = None        # srresnet: ESPCN's output stage (no layer at the high resolution)
     dilations: tuple[int, ...] | None = None  # dncnn, denoise_small: one per middle block (IRCNN's wider view)

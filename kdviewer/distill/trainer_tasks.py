@@ -110,7 +110,8 @@ class SegmentAdapter(TaskAdapter):
             return None
         return (f"validation Dice has been 0 for the first {STALL_EPOCHS} validations: the net predicts background "
                 "everywhere and seldom recovers; stop and try another seed (--set seed=N), a KD ramp-up "
-                "(distill.kd_rampup_epochs) or a wider student")
+                "(distill.kd_rampup_epochs), a head that starts half its inputs as foreground voters "
+                "(student_net.head_split=0.25, unet_small) or a wider student")
 
 
 class RestoreAdapter(TaskAdapter):

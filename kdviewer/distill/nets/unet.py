@@ -74,7 +74,7 @@ class UpBlock(nn.Module):
         return self.conv(torch.cat([self.up(deep), skip], dim=1))
 
 
-def init_prior_head(head: nn.Conv2d, prior: float = 0.01, groups: int = 1) -> None:
+def init_prior_head(head: nn.Conv2d, prior: float = 0.01, groups: int = 1, split: float = 0.0) -> None:
     """Start the 1×1 classifier near "every foreground class has probability ``prior``" (RetinaNet's prior
     initialisation, Lin et al. 2017): small weights, background bias log((1 − prior)(K − 1) / prior).
 
@@ -84,8 +84,23 @@ def init_prior_head(head: nn.Conv2d, prior: float = 0.01, groups: int = 1) -> No
 
     ``groups`` = r² for a head followed by a pixel shuffle of factor r: its channel ``k·r² + j`` is class k at
     sub-pixel j, so the background bias goes to the first r² channels.
+
+    ``split`` > 0: the foreground rows start at +split on the first half of the input channels and −split on
+    the rest, the background rows the opposite (plus the small noise). The inputs are ReLU outputs, never
+    negative: a thin net whose last stage has only a few channels stalled at all-background when every one of
+    them had come to vote against the foreground (docs/MODEL_ZOO.md, lung nodules, session 21); split makes half
+    of them start as foreground voters. With the halves' features alike at the start, the prior holds.
     """
     nn.init.normal_(head.weight, 0.0, 0.01)
+    if split:
+        with torch.no_grad():
+            w = head.weight.view(head.out_channels, -1)
+            half = w.shape[1] // 2
+            sign = torch.ones(w.shape[1])
+            sign[half:] = -1.0
+            rows = torch.arange(head.out_channels) >= groups  # foreground rows (background: the first r²)
+            w[rows] += split * sign
+            w[~rows] -= split * sign
     if head.bias is not None:
         nn.init.zeros_(head.bias)
         classes = head.out_channels // groups
@@ -123,7 +138,7 @@ class UNet(nn.Module):
     def __init__(
         self, *, in_channels: int = 1, num_classes: int = 2, depth: int = 4, base: int = 32, bilinear=True,
         entry_stride: int = 1, entry: str = "conv", detail: int = 0, detail_mode: str = "logits",
-        widths: tuple[int, ...] | list[int] | None = None,
+        widths: tuple[int, ...] | list[int] | None = None, head_split: float = 0.0,
     ):
         super().__init__()
         if depth < 1:
@@ -188,7 +203,7 @@ class UNet(nn.Module):
         if self.fuse is not None:
             init_prior_head(self.fuse)
         else:
-            init_prior_head(self.head, groups=head_out // num_classes)
+            init_prior_head(self.head, groups=head_out // num_classes, split=head_split)
         if self.detail is not None and self.fuse is None:
             nn.init.zeros_(self.detail[-1].weight)
             nn.init.zeros_(self.detail[-1].bias)
@@ -225,16 +240,18 @@ def unet(
 def unet_small(
     *, in_channels: int = 1, num_classes: int = 2, depth: int = 4, base: int = 6, bilinear: bool = True,
     entry_stride: int = 1, entry: str = "conv", detail: int = 0, detail_mode: str = "logits",
-    widths: tuple[int, ...] | list[int] | None = None,
+    widths: tuple[int, ...] | list[int] | None = None, head_split: float = 0.0,
 ) -> UNet:
     """Thin U-Net student: the teacher's design and depth (same input sizes, hook points at the same
     resolutions), base 6: ≈ 0.26 M parameters (base 8, depth 3: 0.11 M). ``entry_stride=2``: the U-Net runs at
     half resolution behind a stride-2 entry conv (hook points then at twice the teacher's strides); with
     ``entry="shuffle"`` behind a pixel unshuffle, with a pixel-shuffle output; ``detail=D`` adds a full-resolution
     branch of D channels to that, joined at the logits or (``detail_mode="features"``) before a last
-    full-resolution conv; ``widths`` sets every level's width (see `UNet`)."""
+    full-resolution conv; ``widths`` sets every level's width (see `UNet`); ``head_split`` starts half of the
+    last stage's channels as foreground voters (`init_prior_head`)."""
     return UNet(in_channels=in_channels, num_classes=num_classes, depth=depth, base=base, bilinear=bilinear,
-                entry_stride=entry_stride, entry=entry, detail=detail, detail_mode=detail_mode, widths=widths)
+                entry_stride=entry_stride, entry=entry, detail=detail, detail_mode=detail_mode, widths=widths,
+                head_split=head_split)
 
 
 # features.* slices of MobileNetV2 that end at output strides 2, 4, 8, 16 (encoders) and 32 (bottleneck).
