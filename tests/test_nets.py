@@ -252,6 +252,8 @@ def test_head_split_starts_half_the_last_channels_as_foreground_voters_and_keeps
     shuffled = create_model("unet_small", base=4, entry_stride=2, entry="shuffle", head_split=0.25)
     w = shuffled.head.weight.detach().view(8, -1)  # 2 classes x 4 sub-pixels; background rows first
     assert (w[4:, :2] > 0.2).all() and (w[:4, :2] < -0.2).all()
+    with pytest.raises(ValueError, match="head_split"):
+        create_model("unet_small", base=4, head_split=-0.25)
 
 
 def _receptive_field_width(model: torch.nn.Module, size: int = 64) -> int:

@@ -156,6 +156,8 @@ class UNet(nn.Module):
             raise ValueError(f"detail_mode must be 'logits', 'features' or 'refine', not {detail_mode!r}")
         if detail_mode != "logits" and not detail:
             raise ValueError(f"detail_mode {detail_mode!r} needs a detail branch (detail = D channels)")
+        if not 0.0 <= head_split < 10.0:
+            raise ValueError(f"head_split must be a weight of 0 or more (e.g. 0.25), not {head_split}")
         if widths is not None:
             widths = [int(w) for w in widths]
             if len(widths) < 2 or min(widths) < 1:
@@ -201,7 +203,7 @@ class UNet(nn.Module):
             if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         if self.fuse is not None:
-            init_prior_head(self.fuse)
+            init_prior_head(self.fuse, split=head_split)
         else:
             init_prior_head(self.head, groups=head_out // num_classes, split=head_split)
         if self.detail is not None and self.fuse is None:
