@@ -93,14 +93,11 @@ def init_prior_head(head: nn.Conv2d, prior: float = 0.01, groups: int = 1, split
     """
     nn.init.normal_(head.weight, 0.0, 0.01)
     if split:
+        out_ch, in_ch = head.weight.shape[:2]
+        rows = torch.where(torch.arange(out_ch) >= groups, 1.0, -1.0)  # foreground rows +; background (first r²) −
+        cols = torch.where(torch.arange(in_ch) < in_ch // 2, 1.0, -1.0)  # the first half of the input channels +
         with torch.no_grad():
-            w = head.weight.view(head.out_channels, -1)
-            half = w.shape[1] // 2
-            sign = torch.ones(w.shape[1])
-            sign[half:] = -1.0
-            rows = torch.arange(head.out_channels) >= groups  # foreground rows (background: the first r²)
-            w[rows] += split * sign
-            w[~rows] -= split * sign
+            head.weight += split * torch.outer(rows, cols)[:, :, None, None]
     if head.bias is not None:
         nn.init.zeros_(head.bias)
         classes = head.out_channels // groups
@@ -157,7 +154,7 @@ class UNet(nn.Module):
         if detail_mode != "logits" and not detail:
             raise ValueError(f"detail_mode {detail_mode!r} needs a detail branch (detail = D channels)")
         if not 0.0 <= head_split < 10.0:
-            raise ValueError(f"head_split must be a weight of 0 or more (e.g. 0.25), not {head_split}")
+            raise ValueError(f"head_split must be a weight from 0 to under 10 (e.g. 0.25), not {head_split}")
         if widths is not None:
             widths = [int(w) for w in widths]
             if len(widths) < 2 or min(widths) < 1:
