@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 from pathlib import Path
@@ -259,3 +260,28 @@ def test_resume_names_recipe_changes(teacher_run: Path) -> None:
     assert recipe_changes(teacher_run / "recipe.toml", same) == []
     other = recipe("pneumonia-cxr", "train.lr=0.5", "data.augment={}")
     assert recipe_changes(teacher_run / "recipe.toml", other) == ["data.augment", "train.lr"]
+
+
+class _SignalsItself(torch.utils.data.Dataset):
+    """Item 1 sends SIGINT and SIGTERM to the process that loads it (a DataLoader worker)."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> int:
+        if i == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return i
+
+
+def test_loader_workers_leave_stop_signals_to_the_trainer() -> None:
+    """Ctrl+C or `timeout` signal the whole process group; a worker must not die of it (the trainer stops)."""
+    from kdviewer.distill.trainer import leave_stop_signals_to_the_trainer
+
+    loader = torch.utils.data.DataLoader(_SignalsItself(), batch_size=1, num_workers=1,
+                                         worker_init_fn=leave_stop_signals_to_the_trainer)
+    assert [int(b) for b in loader] == [0, 1, 2, 3]
+    plain = torch.utils.data.DataLoader(_SignalsItself(), batch_size=1, num_workers=1)
+    with pytest.raises(RuntimeError, match="worker"):  # what the trainer's loader did before
+        list(plain)

@@ -185,6 +185,19 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+def leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """A DataLoader worker's init: ignore SIGINT and SIGTERM, which the main process turns into a clean stop.
+
+    Ctrl+C in a terminal and `timeout` signal the whole process group, the loader's workers too; PyTorch's worker
+    handler dies on a SIGTERM not sent by its parent, and SIGINT raises KeyboardInterrupt there, so the main
+    process saw "worker killed by signal" and stopped with an internal error and no resumable checkpoint. The main
+    process still ends its workers when it stops (it shuts the loader down, or they exit with their parent).
+    """
+    del worker_id
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class _Loop:
     """One run: its data, nets, optimiser, state and the epoch loop."""
 
@@ -408,6 +421,7 @@ class _Loop:
         indices = indices[st.step_in_epoch * self.batch_size:]
         loader = DataLoader(_Indexed(self.train_ds), batch_size=self.batch_size, sampler=indices,
                             drop_last=self.drop_last, num_workers=cfg.num_workers,
+                            worker_init_fn=leave_stop_signals_to_the_trainer if cfg.num_workers else None,
                             generator=torch.Generator().manual_seed(self.recipe.seed + st.epoch))
         if hasattr(self.train_ds, "set_epoch"):
             self.train_ds.set_epoch(st.epoch)  # augmentations seeded by (seed, epoch, index)
