@@ -283,5 +283,5 @@ def test_loader_workers_leave_stop_signals_to_the_trainer() -> None:
                                          worker_init_fn=leave_stop_signals_to_the_trainer)
     assert [int(b) for b in loader] == [0, 1, 2, 3]
     plain = torch.utils.data.DataLoader(_SignalsItself(), batch_size=1, num_workers=1)
-    with pytest.raises(RuntimeError, match="worker"):  # what the trainer's loader did before
-        list(plain)
+    with pytest.raises((RuntimeError, OSError)):  # what the trainer's loader did before: the worker died
+        list(plain)  # (seen as "worker ... killed by signal" or a connection reset, by timing)
