@@ -84,6 +84,10 @@ def test_dump_round_trips_with_top_level_keys_first(tmp_path: Path) -> None:
     (MINIMAL, ["distill.kd_rampup_epochs=-1"], "distill.kd_rampup_epochs", "should be at least 0"),
     (MINIMAL, ["train.patch_size=[48, 48]"], "train.patch_size", "for segment and restoration tasks"),
     (MINIMAL, ["distill.repeat=0"], "distill.repeat", "must be >= 1"),
+    (MINIMAL, ["train.num_workers=-2"], "train.num_workers", "number of loader processes"),
+    (MINIMAL, ["train.weight_decay=-1e-4"], "train.weight_decay", "should be at least 0"),
+    (MINIMAL, ["distill.warmup_epochs=-3"], "distill.warmup_epochs", "should be at least 0"),
+    (MINIMAL, ["distill.dkd_beta=-8"], "distill.dkd_beta", "should be at least 0"),
 ])
 def test_bad_recipes_name_the_key_and_the_file(tmp_path: Path, text: str, overrides: list[str], key: str,
                                                words: str) -> None:

@@ -429,6 +429,12 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
                 raise RecipeError(source, f"{stage}.{key}", "should be at least 1")
         if cfg.lr <= 0:
             raise RecipeError(source, f"{stage}.lr", "should be positive")
+        if cfg.num_workers < 0:
+            raise RecipeError(source, f"{stage}.num_workers", "is the number of loader processes (>= 0; 0 = none)")
+        for key in ("weight_decay", "warmup_epochs", "max_steps"):
+            value = getattr(cfg, key)
+            if not (math.isfinite(value) and value >= 0):
+                raise RecipeError(source, f"{stage}.{key}", "should be at least 0")
         if cfg.mixup < 0 or (cfg.mixup > 0 and recipe.task != "classify"):
             raise RecipeError(source, f"{stage}.mixup", "is the Beta(a, a) parameter (>= 0) of mixup, for classify only")
         if not (math.isfinite(cfg.cldice) and cfg.cldice >= 0) or (cfg.cldice > 0 and recipe.task != "segment"):
@@ -453,8 +459,9 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
                           "softening it; set distill.allow_sharpening = true if that is what you want")
     if not 0.0 <= kd.alpha <= 1.0:
         raise RecipeError(source, "distill.alpha", "should be between 0 and 1")
-    if kd.kd_rampup_epochs < 0:
-        raise RecipeError(source, "distill.kd_rampup_epochs", "should be at least 0")
+    for key in ("kd_rampup_epochs", "dkd_alpha", "dkd_beta", "feature_weight"):
+        if not (math.isfinite(getattr(kd, key)) and getattr(kd, key) >= 0):
+            raise RecipeError(source, f"distill.{key}", "should be at least 0")
     if kd.kd_rampup_epochs > 0 and kd.method not in ("pixel", "cwd", "none"):  # none: the recipe's no-KD twin
         raise RecipeError(source, "distill.kd_rampup_epochs", f"applies to methods pixel and cwd, not '{kd.method}'")
     _one_of(recipe.export.weights, WEIGHTS, "export.weights", source)
