@@ -410,6 +410,14 @@ def _one_of(value: str, choices: tuple[str, ...], key: str, source: Path | None)
         raise RecipeError(source, key, f"'{value}' is not one of {', '.join(choices)}{hint}")
 
 
+def _non_negative(cfg: Any, keys: tuple[str, ...], section: str, source: Path | None) -> None:
+    """Refuse a negative or non-finite value of any of `keys` in `cfg` (the recipe's `section`)."""
+    for key in keys:
+        value = getattr(cfg, key)
+        if not (math.isfinite(value) and value >= 0):
+            raise RecipeError(source, f"{section}.{key}", "should be at least 0")
+
+
 def _check_choices(recipe: Recipe, source: Path | None) -> None:
     _one_of(recipe.task, TASKS, "task", source)
     _one_of(recipe.device, ("auto", "cpu", "cuda"), "device", source)
@@ -431,10 +439,7 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
             raise RecipeError(source, f"{stage}.lr", "should be positive")
         if cfg.num_workers < 0:
             raise RecipeError(source, f"{stage}.num_workers", "is the number of loader processes (>= 0; 0 = none)")
-        for key in ("weight_decay", "warmup_epochs", "max_steps"):
-            value = getattr(cfg, key)
-            if not (math.isfinite(value) and value >= 0):
-                raise RecipeError(source, f"{stage}.{key}", "should be at least 0")
+        _non_negative(cfg, ("weight_decay", "warmup_epochs", "max_steps"), stage, source)
         if cfg.mixup < 0 or (cfg.mixup > 0 and recipe.task != "classify"):
             raise RecipeError(source, f"{stage}.mixup", "is the Beta(a, a) parameter (>= 0) of mixup, for classify only")
         if not (math.isfinite(cfg.cldice) and cfg.cldice >= 0) or (cfg.cldice > 0 and recipe.task != "segment"):
@@ -459,9 +464,7 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
                           "softening it; set distill.allow_sharpening = true if that is what you want")
     if not 0.0 <= kd.alpha <= 1.0:
         raise RecipeError(source, "distill.alpha", "should be between 0 and 1")
-    for key in ("kd_rampup_epochs", "dkd_alpha", "dkd_beta", "feature_weight"):
-        if not (math.isfinite(getattr(kd, key)) and getattr(kd, key) >= 0):
-            raise RecipeError(source, f"distill.{key}", "should be at least 0")
+    _non_negative(kd, ("kd_rampup_epochs", "dkd_alpha", "dkd_beta", "feature_weight"), "distill", source)
     if kd.kd_rampup_epochs > 0 and kd.method not in ("pixel", "cwd", "none"):  # none: the recipe's no-KD twin
         raise RecipeError(source, "distill.kd_rampup_epochs", f"applies to methods pixel and cwd, not '{kd.method}'")
     _one_of(recipe.export.weights, WEIGHTS, "export.weights", source)

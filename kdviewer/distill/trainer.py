@@ -421,7 +421,7 @@ class _Loop:
         indices = indices[st.step_in_epoch * self.batch_size:]
         loader = DataLoader(_Indexed(self.train_ds), batch_size=self.batch_size, sampler=indices,
                             drop_last=self.drop_last, num_workers=cfg.num_workers,
-                            worker_init_fn=leave_stop_signals_to_the_trainer if cfg.num_workers else None,
+                            worker_init_fn=leave_stop_signals_to_the_trainer,  # unused without workers
                             generator=torch.Generator().manual_seed(self.recipe.seed + st.epoch))
         if hasattr(self.train_ds, "set_epoch"):
             self.train_ds.set_epoch(st.epoch)  # augmentations seeded by (seed, epoch, index)
