@@ -38,3 +38,24 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _gc_in_the_gui_thread(request):
+    """Qt tests run with the viewer's cycle collection (`kdviewer.gui.gc_guard`): none in worker threads or
+    in the middle of building a pyqtgraph item; after the test, one full collection here in the main thread."""
+    if "qtbot" not in request.fixturenames:
+        yield
+        return
+    import gc
+
+    request.getfixturevalue("qapp")
+    from kdviewer.gui.gc_guard import GuiThreadCollector
+
+    collector = GuiThreadCollector()
+    try:
+        yield
+    finally:
+        collector.stop()
+        collector.deleteLater()
+        gc.collect()

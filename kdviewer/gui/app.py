@@ -8,14 +8,17 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
+from kdviewer.gui import gc_guard
 from kdviewer.gui.main_window import MainWindow
 
 
 def make_application() -> QApplication:
-    """The running QApplication, or a new one named for QSettings (organisation "kdviewer")."""
+    """The running QApplication, or a new one named for QSettings (organisation "kdviewer"), with Python's cycle
+    collector run from its GUI thread only (`gc_guard`)."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName("kdviewer")
     app.setApplicationName("kdviewer")
+    gc_guard.install(app)
     return app  # type: ignore[return-value]
 
 
