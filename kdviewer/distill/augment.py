@@ -95,11 +95,18 @@ def draw_flips(cfg: AugmentConfig, rng: np.random.Generator) -> tuple[bool, bool
     return bool(hflip), bool(vflip)
 
 
+def _warp_mask(mask: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    if mask.ndim == 3:  # class shares: linear, as the image
+        return np.stack([ndimage.affine_transform(c, matrix, offset, order=1, mode="nearest") for c in mask])
+    return ndimage.affine_transform(mask.astype(np.uint8), matrix, offset, order=0, mode="constant").astype(mask.dtype)
+
+
 def augment_arrays(image: np.ndarray, masks: list[np.ndarray | None], cfg: AugmentConfig,
                    rng: np.random.Generator, intensity: bool = True) -> tuple[np.ndarray, list[np.ndarray | None]]:
-    """Augment a (C, H, W) float32 image and (H, W) masks with the same geometry.
+    """Augment a (C, H, W) float32 image and its masks with the same geometry.
 
-    The image is interpolated linearly (edges repeat), masks by nearest neighbour (outside: 0 / False).
+    The image is interpolated linearly (edges repeat); (H, W) masks by nearest neighbour (outside: 0 / False);
+    (K, H, W) float class shares (soft masks) linearly, edges repeating as the image's do.
     `intensity` False skips the changes of the image alone (contrast/brightness, blur, noise; e.g. for
     restoration targets).
     Returns (image, masks) of the same shapes and dtypes.
@@ -109,9 +116,9 @@ def augment_arrays(image: np.ndarray, masks: list[np.ndarray | None], cfg: Augme
     h, w = image.shape[-2:]
     hflip, vflip = draw_flips(cfg, rng)
     if hflip:
-        image, masks = image[..., ::-1], [None if m is None else m[:, ::-1] for m in masks]
+        image, masks = image[..., ::-1], [None if m is None else m[..., ::-1] for m in masks]
     if vflip:
-        image, masks = image[..., ::-1, :], [None if m is None else m[::-1] for m in masks]
+        image, masks = image[..., ::-1, :], [None if m is None else m[..., ::-1, :] for m in masks]
     angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg) if cfg.rotate_deg else 0.0
     zoom = rng.uniform(*cfg.scale) if cfg.scale != (1.0, 1.0) else 1.0
     shift = np.zeros(2)
@@ -120,9 +127,7 @@ def augment_arrays(image: np.ndarray, masks: list[np.ndarray | None], cfg: Augme
     if angle or zoom != 1.0 or cfg.crop < 1:
         m, off = _affine((h, w), angle, zoom, shift, cfg.crop)
         image = np.stack([ndimage.affine_transform(c, m, off, order=1, mode="nearest") for c in image])
-        masks = [None if k is None else
-                 ndimage.affine_transform(k.astype(np.uint8), m, off, order=0, mode="constant").astype(k.dtype)
-                 for k in masks]
+        masks = [None if k is None else _warp_mask(k, m, off) for k in masks]
     image = np.ascontiguousarray(image, dtype=np.float32)
     if intensity and cfg.intensity:
         contrast = 1 + rng.uniform(-cfg.intensity, cfg.intensity)

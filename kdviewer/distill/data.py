@@ -56,8 +56,9 @@ __all__ = ["DataConfig", "DataConfigError", "ItemDataset", "build_datasets"]
 class ItemDataset(Dataset):
     """Samples (dicts, see the module docstring) of a list of `Item`s for one task."""
 
-    def __init__(self, items: list[Item], cfg: DataConfig, task: str, train: bool):
+    def __init__(self, items: list[Item], cfg: DataConfig, task: str, train: bool, n_classes: int = 2):
         self.items = list(items)
+        self.n_classes = n_classes  # a segmenter's classes: the planes of soft training masks
         self.cfg = cfg
         self.task = task
         self.train = train
@@ -109,7 +110,8 @@ class ItemDataset(Dataset):
             return self._val_cache[index]
         item = self.items[index % len(self.items)]
         base = self._base(index % len(self.items), item) if self._cacheable else None
-        arrays = make_sample(item, self.cfg, self.task, self.train, self.augment, self.rng_for(index), base)
+        arrays = make_sample(item, self.cfg, self.task, self.train, self.augment, self.rng_for(index), base,
+                             self.n_classes)
         out = {k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in arrays.items()}
         if not self.train and (self.task in ("denoise", "super_resolve") or self.cfg.simulate):
             self._val_cache[index] = out  # deterministic and costly (projections, nodules): compute once
@@ -121,7 +123,7 @@ class ItemDataset(Dataset):
             if self.task == "classify":
                 base = classify_base(item, self.cfg)
             elif self.task == "segment":
-                base = segment_base(item, self.cfg, self.train, self.rng_for(key))
+                base = segment_base(item, self.cfg, self.train, self.rng_for(key), self.n_classes)
             else:
                 assert self.pool_teacher is not None
                 base = pooled_teacher_base(item, self.cfg, self.pool_teacher)
@@ -215,4 +217,5 @@ def build_datasets(data_cfg: Mapping[str, Any], task: str, recipe_dir: Path | No
         meta["simulation"] = simulation_note(cfg.simulate)
         spacing = val[0].load().spacing_mm  # nodule sizes are in mm: the card says which pixel size was learnt
         meta["spacing_mm"] = list(spacing) if spacing else None
-    return ItemDataset(train, cfg, task, True), ItemDataset(val, cfg, task, False), meta
+    k = max(len(names), 2)
+    return ItemDataset(train, cfg, task, True, k), ItemDataset(val, cfg, task, False, k), meta

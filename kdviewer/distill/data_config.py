@@ -14,6 +14,9 @@ from kdviewer.imaging.nodules import NODULE_KINDS
 from kdviewer.imaging.preprocess import GREY_MODES, NORMALIZE_MODES, OPTIONAL_DEFAULTS, optional_steps
 
 TASKS = ("classify", "segment", "denoise", "super_resolve")
+# How a training mask reaches the input size: label maps by nearest neighbour, or class shares resized as the
+# image is (thin structures such as 1-px vessels keep their share instead of breaking where rows are dropped).
+MASK_RESIZE_MODES = ("nearest", "soft")
 DEGRADE_KINDS = ("low_dose", "gaussian", "downsample")
 _DEGRADE_KEYS = {"kind", "photons", "angles", "sigma", "factor", "method", "target", "realizations"}
 # Augmentations that interpolate the image: with a fixed pool of low-dose realisations they would blur the
@@ -88,7 +91,9 @@ def _pair(value: Any, key: str, kind: type = int) -> tuple | None:
 class DataConfig:
     """The [data] table. input_size: (H, W) of the (high-res) image; window: (center, width) HU;
     simulate: {} or the checked `NODULE_DEFAULTS`-like table of simulated nodules (segment task); grey: colour to
-    one channel by "luma" or the "green" channel; clahe: CLAHE clip limit (0: off; see `kdviewer.imaging.preprocess`)."""
+    one channel by "luma" or the "green" channel; clahe: CLAHE clip limit (0: off; see `kdviewer.imaging.preprocess`);
+    mask_resize: how training masks reach `input_size`, "nearest" (label maps) or "soft" (each class's share of a
+    pixel, resized as the image is: the training targets become class probabilities; validation keeps labels)."""
 
     path: Path
     layout: str = "auto"
@@ -109,6 +114,7 @@ class DataConfig:
     repeat: int = 1
     grey: str = "luma"
     clahe: float = 0.0
+    mask_resize: str = "nearest"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], task: str, recipe_dir: Path | None) -> DataConfig:
@@ -142,6 +148,7 @@ class DataConfig:
                 simulate=_simulate(d.get("simulate")),
                 repeat=_repeat(d.get("repeat", 1)),
                 grey=str(d.get("grey", OPTIONAL_DEFAULTS["grey"])), clahe=float(d.get("clahe", OPTIONAL_DEFAULTS["clahe"])),
+                mask_resize=str(d.get("mask_resize", "nearest")),
             )
         except (TypeError, ValueError) as e:
             raise DataConfigError(f"data: {e}") from e
@@ -170,6 +177,10 @@ class DataConfig:
         if self.clahe and task in ("denoise", "super_resolve"):
             raise DataConfigError(f"data.clahe is for classify and segment: for {task} it would change the "
                                   "intensities the model must restore")
+        if self.mask_resize not in MASK_RESIZE_MODES:
+            raise DataConfigError(f"data.mask_resize must be one of {MASK_RESIZE_MODES}, got {self.mask_resize!r}")
+        if self.mask_resize != "nearest" and task != "segment":
+            raise DataConfigError(f"data.mask_resize is for segment recipes (their masks), not {task!r}")
         if self.normalize not in NORMALIZE_MODES:
             raise DataConfigError(f"data.normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
         if self.normalize == "window" and self.window is None:

@@ -99,9 +99,24 @@ def simulated_nodules(item: Item, sample: Sample, cfg: DataConfig, train: bool,
     return simulate_case(img, sample.spacing_mm, cfg.simulate, rng)
 
 
-def segment_base(item: Item, cfg: DataConfig, train: bool, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def class_shares(mask: np.ndarray, hw: tuple[int, int], n_classes: int = 2) -> np.ndarray:
+    """(K, h, w) float32: each class's share of every pixel of grid `hw`, K = max(n_classes, labels present).
+
+    The label map's one-hot planes are resized as an image is (`resize_2d`: linear, anti-aliased when
+    shrinking), then clipped and renormalised so that each pixel's shares sum to 1. A 1-px vessel on a grid
+    shrunk by 10 % keeps its share in every row instead of vanishing from the rows nearest neighbour drops."""
+    labels = np.asarray(mask).astype(np.int64)
+    k = max(int(n_classes), int(labels.max(initial=0)) + 1, 2)
+    onehot = np.stack([(labels == c).astype(np.float32) for c in range(k)], axis=-1)
+    shares = np.clip(np.moveaxis(resize_2d(onehot, hw, order=1), -1, 0), 0.0, None)
+    return (shares / np.maximum(shares.sum(axis=0, keepdims=True), 1e-6)).astype(np.float32)
+
+
+def segment_base(item: Item, cfg: DataConfig, train: bool, rng: np.random.Generator,
+                 n_classes: int = 2) -> dict[str, np.ndarray]:
     """A whole segmentation sample before cropping and augmentation: image (C, H, W) float32 preprocessed,
-    mask (H, W), fov bool (H, W) at the input size, and "focus" (lungs, bool (H, W)) when nodules are simulated.
+    mask (H, W) at the input size (training with `data.mask_resize = "soft"`: `class_shares`, (K, H, W) float32,
+    K = `n_classes`), fov bool (H, W), and "focus" (lungs, bool (H, W)) when nodules are simulated.
     Without simulation it is deterministic (`rng` unused): what `ItemDataset` keeps in memory between epochs."""
     sample = item.load()
     focus = None
@@ -114,7 +129,10 @@ def segment_base(item: Item, cfg: DataConfig, train: bool, rng: np.random.Genera
     x = preprocess_image(raw, cfg.preprocess, cfg.input_size)
     fov = sample.fov if sample.fov is not None else np.ones(mask.shape, dtype=bool)
     if cfg.input_size is not None:
-        mask = resize_2d(mask, cfg.input_size, order=0)
+        if train and cfg.mask_resize == "soft":
+            mask = class_shares(mask, cfg.input_size, n_classes)
+        else:
+            mask = resize_2d(mask, cfg.input_size, order=0)
         fov = resize_2d(fov.astype(np.uint8), cfg.input_size, order=0).astype(bool)
         if focus is not None:
             focus = resize_2d(focus.astype(np.uint8), cfg.input_size, order=0).astype(bool)
@@ -123,16 +141,18 @@ def segment_base(item: Item, cfg: DataConfig, train: bool, rng: np.random.Genera
 
 
 def segment_sample(item: Item, cfg: DataConfig, train: bool, aug: AugmentConfig, rng: np.random.Generator,
-                   base: dict[str, np.ndarray] | None = None):
-    """image (C, H, W) float32, target int64 (H, W), fov bool (H, W); training crops `patch_size` windows
-    (centred in the lungs when nodules are simulated). `base`: the item's `segment_base`, if already made."""
-    base = segment_base(item, cfg, train, rng) if base is None else base
+                   base: dict[str, np.ndarray] | None = None, n_classes: int = 2):
+    """image (C, H, W) float32, target int64 (H, W) (soft training masks: float32 (K, H, W) class shares), fov
+    bool (H, W); training crops `patch_size` windows (centred in the lungs when nodules are simulated). `base`:
+    the item's `segment_base`, if already made."""
+    base = segment_base(item, cfg, train, rng, n_classes) if base is None else base
     x, mask, fov = base["image"], base["mask"], base["fov"]
     if train:
         if cfg.patch_size:
             x, mask, fov = _random_crop([x, mask, fov], cfg.patch_size, rng, base.get("focus"))
         x, (mask, fov) = augment_arrays(x, [mask, fov.astype(np.uint8)], aug, rng)
-    return {"image": x, "target": mask.astype(np.int64), "fov": np.asarray(fov, dtype=bool)}
+    target = mask.astype(np.float32) if mask.ndim == 3 else mask.astype(np.int64)
+    return {"image": x, "target": target, "fov": np.asarray(fov, dtype=bool)}
 
 
 def _normalise_pair(degraded: np.ndarray, clean: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -351,12 +371,13 @@ def restore_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: Aug
 
 
 def make_sample(item: Item, cfg: DataConfig, task: str, train: bool, aug: AugmentConfig,
-                rng: np.random.Generator, base: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                rng: np.random.Generator, base: dict[str, np.ndarray] | None = None,
+                n_classes: int = 2) -> dict[str, np.ndarray]:
     """The arrays of one sample for `task` (dict keys "image", "target", "fov" for segment, "teacher" for a
     pooled denoising draw with a teacher); `base`: the item's `classify_base` / `segment_base` /
-    `pooled_teacher_base` when the caller keeps them."""
+    `pooled_teacher_base` when the caller keeps them; `n_classes`: a segmenter's classes (soft masks)."""
     if task == "classify":
         return classify_sample(item, cfg, train, aug, rng, base)
     if task == "segment":
-        return segment_sample(item, cfg, train, aug, rng, base)
+        return segment_sample(item, cfg, train, aug, rng, base, n_classes)
     return restore_sample(item, cfg, task, train, aug, rng, base)

@@ -303,7 +303,10 @@ def _foreground(logits: torch.Tensor, target: torch.Tensor,
                 valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(softmax probabilities, one-hot truth) of the foreground classes c >= 1, zero outside `valid`."""
     probs = F.softmax(logits, dim=1)[:, 1:]
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(probs.dtype)
+    if target.is_floating_point():  # (N, C, H, W) class shares (soft masks)
+        onehot = target[:, 1:].to(probs.dtype)
+    else:
+        onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].to(probs.dtype)
     if valid is not None:
         weight = valid.unsqueeze(1).to(probs.dtype)
         probs, onehot = probs * weight, onehot * weight
@@ -315,7 +318,8 @@ def dice_loss(
 ) -> torch.Tensor:
     """Soft Dice loss over the foreground classes: 1 − mean_{c ≥ 1} (2·Σ p·g + eps) / (Σ p + Σ g + eps).
 
-    logits (N, C, H, W), C ≥ 2, class 0 = background; target (N, H, W) int64. p = softmax(logits);
+    logits (N, C, H, W), C ≥ 2, class 0 = background; target (N, H, W) int64, or (N, C, H, W) float class
+    shares (soft masks: g is then each pixel's share). p = softmax(logits);
     sums over the whole batch and all pixels (batch Dice). ``valid`` (N, H, W) bool excludes pixels
     (e.g. outside a field of view).
     """
@@ -336,7 +340,10 @@ def dice_ce_loss(
     *,
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """dice_weight·`dice_loss` + ce_weight·cross-entropy (mean over the valid pixels). Shapes as `dice_loss`."""
+    """dice_weight·`dice_loss` + ce_weight·cross-entropy (mean over the valid pixels; against the class shares
+    for a float target). Shapes as `dice_loss`."""
+    if target.is_floating_point():
+        target = target.to(logits.dtype)
     ce = F.cross_entropy(logits, target, reduction="none")
     if valid is None:
         ce_mean = ce.mean()

@@ -68,6 +68,7 @@ class DataConfig:
     repeat: int = 1                             # training samples per item per epoch (fresh random patches)
     grey: str = "luma"                          # colour to one channel: luma | green
     clahe: float = 0.0                          # CLAHE clip limit before resizing (0: off)
+    mask_resize: str = "nearest"                # training masks to input_size: nearest | soft (class shares)
 
     def table(self) -> dict[str, Any]:
         """The [data] table as `distill.data.build_datasets` reads it (unset options left out)."""
