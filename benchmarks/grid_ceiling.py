@@ -6,7 +6,9 @@ Each item's true mask, one-hot per label, is taken to the model's grid as an ima
 anti-aliased when shrinking), brought back to the mask's grid as the runtime brings a model's probabilities back
 (`runtime.segment.to_grid`) and labelled by argmax (for two labels: p(1) >= 0.5), then scored against the mask
 with `kdviewer evaluate`'s Dice (mean over the foreground labels; inside the field of view where the data has
-one; masks without foreground are skipped). The native grid is the baseline row (Dice 1 by construction). A model
+one; masks without foreground are skipped). Each grid's "nearest" row takes the mask to the grid by nearest
+neighbour instead: the labels a recipe trains on with `data.mask_resize = "nearest"`, learnt perfectly (the
+"soft" class shares are the plain row's map). The native grid is the baseline row (Dice 1 by construction). A model
 on that grid cannot score above its row; nothing here runs a model or times anything.
 """
 
@@ -37,15 +39,22 @@ def _sizes(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def round_trip_dice(mask: np.ndarray, fov: np.ndarray | None, hw: tuple[int, int] | None) -> float:
-    """Mean foreground Dice of `mask` after a perfect one-hot map went to grid `hw` and back (None: native)."""
+def round_trip_dice(mask: np.ndarray, fov: np.ndarray | None, hw: tuple[int, int] | None,
+                    nearest: bool = False) -> float:
+    """Mean foreground Dice of `mask` after a perfect one-hot map went to grid `hw` and back (None: native).
+    `nearest`: the map on the grid is the mask resized by nearest neighbour instead (the labels a recipe with
+    `data.mask_resize = "nearest"` trains on), i.e. what a net that learnt those labels perfectly scores."""
     mask = np.asarray(mask).astype(np.int64)
     labels = int(mask.max()) + 1
     if hw is None or tuple(mask.shape) == hw:
         back = mask
     else:
-        onehot = np.stack([(mask == k).astype(np.float32) for k in range(max(labels, 2))], axis=-1)
-        small = np.moveaxis(resize_2d(onehot, hw, order=1), -1, 0)
+        if nearest:
+            mask_small = resize_2d(mask, hw, order=0)
+            small = np.stack([(mask_small == k).astype(np.float32) for k in range(max(labels, 2))])
+        else:
+            onehot = np.stack([(mask == k).astype(np.float32) for k in range(max(labels, 2))], axis=-1)
+            small = np.moveaxis(resize_2d(onehot, hw, order=1), -1, 0)
         back = np.argmax(to_grid(small, mask.shape), axis=0)
     inside = np.ones(mask.shape, bool) if fov is None else np.asarray(fov, bool)
     scores = [dice(back[inside] == k, mask[inside] == k) for k in range(1, max(labels, 2))]
@@ -63,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = _sizes(args.sizes)
         _ds, split, items = dataset_items(args.data, "segment", args.split, limit=args.limit)
         rows: dict[str, list[float]] = {"native (baseline)": []}
-        rows.update({f"{h}x{w}": [] for h, w in sizes})
+        for h, w in sizes:
+            rows.update({f"{h}x{w}": [], f"{h}x{w} nearest": []})
         for item in items:
             sample = item.load()
             if sample.mask is None:
@@ -77,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows["native (baseline)"].append(round_trip_dice(m, f, None))
                 for (h, w) in sizes:
                     rows[f"{h}x{w}"].append(round_trip_dice(m, f, (h, w)))
+                    rows[f"{h}x{w} nearest"].append(round_trip_dice(m, f, (h, w), nearest=True))
     except (KdviewerError, ValueError, OSError) as exc:
         print(f"grid_ceiling: {exc}", file=sys.stderr)
         return 2

@@ -27,6 +27,16 @@ def test_thin_lines_lose_at_half_resolution_large_regions_do_not() -> None:
     assert grid_ceiling.round_trip_dice(_disc((96, 96), 30), None, (48, 48)) > 0.97
 
 
+def test_nearest_neighbour_labels_break_a_slanted_2px_vessel_that_class_shares_keep() -> None:
+    line = np.zeros((584, 565), np.uint8)
+    rows = np.arange(584)
+    line[rows, (rows * 0.9).astype(int)] = 1  # DRIVE's grid, a 2-px vessel at a slant
+    line[rows, (rows * 0.9).astype(int) + 1] = 1
+    shares = grid_ceiling.round_trip_dice(line, None, (512, 512))
+    nearest = grid_ceiling.round_trip_dice(line, None, (512, 512), nearest=True)
+    assert shares > 0.99 and nearest < 0.9
+
+
 def test_field_of_view_limits_the_score_and_labels_are_averaged() -> None:
     mask = np.zeros((64, 64), np.uint8)
     mask[10:30, 10:30] = 1
