@@ -130,7 +130,9 @@ def test_soft_targets_pull_towards_their_shares():
 def test_teacher_and_pixel_kd_student_train_on_soft_masks(tmp_path: Path):
     tiny = [*TINY_SEGMENT, 'data.mask_resize="soft"']
     teacher = train_teacher(load_recipe(RECIPE, tiny), tmp_path / "t", progress="none", export=False)
-    run = distill_student(load_recipe(RECIPE, [*tiny, f"teacher={teacher}"]), tmp_path / "s", progress="none",
-                          export=False)
+    run = distill_student(load_recipe(RECIPE, [*tiny, f"teacher={teacher}"]), tmp_path / "s", progress="none")
     best = json.loads((run / "metrics.json").read_text())["best"]["val"]
     assert 0.0 <= best["dice"] <= 1.0
+    onnx_file = next(run.glob("*.onnx"))
+    card = json.loads(onnx_file.with_suffix(".json").read_text())
+    assert card["training"]["options"]["mask_resize"] == "soft"  # the card says how the targets were made

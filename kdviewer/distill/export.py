@@ -197,7 +197,7 @@ def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any],
     if weights == "float16":
         limits.append("float16 weights, cast to float32 when the model loads")
     teacher = (run.get("teacher") or {}).get("id") if run["stage"] == "distill" else None
-    weight_options = _weight_options(stage_cfg, run)
+    weight_options = _weight_options(stage_cfg, run, recipe.data.mask_resize)
     options = {"options": weight_options} if weight_options else {}  # only when the stage sets any
     return ModelCard(
         id=model_id, task=recipe.task, role=run["role"], teacher=teacher,
@@ -220,11 +220,14 @@ def _card(model_id: str, recipe: Any, run: dict[str, Any], meta: dict[str, Any],
         intended_use=INTENDED_USE, limits=tuple(limits))
 
 
-def _weight_options(cfg: Any, run: dict[str, Any]) -> dict[str, float | str]:
-    """The stage's training options that change what the exported weights are (the card names them), and the
-    precision the net was trained in where it was not float32 (as run on that device: run.json)."""
+def _weight_options(cfg: Any, run: dict[str, Any], mask_resize: str = "nearest") -> dict[str, float | str]:
+    """The stage's training options that change what the exported weights are (the card names them: soft
+    training masks too), and the precision the net was trained in where it was not float32 (as run on that
+    device: run.json)."""
     options: dict[str, float | str] = {key: float(getattr(cfg, key)) for key in ("cldice", "ema_epochs")
                                        if getattr(cfg, key, 0)}
+    if mask_resize != "nearest":
+        options["mask_resize"] = mask_resize
     if run.get("precision", "fp32") != "fp32":
         options["precision"] = f"{run['precision']} autocast"
     return options
