@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kdviewer.errors import KdviewerError  # noqa: E402
 from kdviewer.imaging.metrics import dice  # noqa: E402
-from kdviewer.imaging.resample import resize_2d  # noqa: E402
+from kdviewer.imaging.resample import class_shares, resize_2d  # noqa: E402
 from kdviewer.runtime.evaluate import dataset_items  # noqa: E402
 from kdviewer.runtime.segment import to_grid  # noqa: E402
 
@@ -53,8 +53,7 @@ def round_trip_dice(mask: np.ndarray, fov: np.ndarray | None, hw: tuple[int, int
             mask_small = resize_2d(mask, hw, order=0)
             small = np.stack([(mask_small == k).astype(np.float32) for k in range(max(labels, 2))])
         else:
-            onehot = np.stack([(mask == k).astype(np.float32) for k in range(max(labels, 2))], axis=-1)
-            small = np.moveaxis(resize_2d(onehot, hw, order=1), -1, 0)
+            small = class_shares(mask, hw, labels)
         back = np.argmax(to_grid(small, mask.shape), axis=0)
     inside = np.ones(mask.shape, bool) if fov is None else np.asarray(fov, bool)
     scores = [dice(back[inside] == k, mask[inside] == k) for k in range(1, max(labels, 2))]

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 
 from kdviewer.distill.augment import AugmentConfig, augment_arrays
 from kdviewer.distill.data import DataConfigError, build_datasets
-from kdviewer.distill.data_samples import class_shares
 from kdviewer.distill.losses import cldice_loss, dice_ce_loss, dice_loss
 from kdviewer.distill.recipe import load_recipe
 from kdviewer.distill.trainer import distill_student, train_teacher
+from kdviewer.imaging.resample import class_shares
 
 RECIPE = Path(__file__).resolve().parents[1] / "resources" / "recipes" / "retina-vessels.toml"
 # DRIVE, 4 images at 64x64, 32x32 patches, two-level U-Nets, one step each

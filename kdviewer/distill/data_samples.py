@@ -12,7 +12,7 @@ from kdviewer.distill.data_config import DataConfig, DataConfigError
 from kdviewer.imaging.degrade import downsample, gaussian_noise, low_dose_pair, low_dose_realizations
 from kdviewer.imaging.nodule_cases import simulate_case, validation_rng
 from kdviewer.imaging.preprocess import preprocess_image, resize_channels, to_channels
-from kdviewer.imaging.resample import resize_2d
+from kdviewer.imaging.resample import class_shares, resize_2d
 from kdviewer.study.datasets import Item, Sample
 
 
@@ -97,19 +97,6 @@ def simulated_nodules(item: Item, sample: Sample, cfg: DataConfig, train: bool,
     if not train:
         rng = validation_rng(cfg.seed, item.key)
     return simulate_case(img, sample.spacing_mm, cfg.simulate, rng)
-
-
-def class_shares(mask: np.ndarray, hw: tuple[int, int], n_classes: int = 2) -> np.ndarray:
-    """(K, h, w) float32: each class's share of every pixel of grid `hw`, K = max(n_classes, labels present).
-
-    The label map's one-hot planes are resized as an image is (`resize_2d`: linear, anti-aliased when
-    shrinking), then clipped and renormalised so that each pixel's shares sum to 1. A 1-px vessel on a grid
-    shrunk by 10 % keeps its share in every row instead of vanishing from the rows nearest neighbour drops."""
-    labels = np.asarray(mask).astype(np.int64)
-    k = max(int(n_classes), int(labels.max(initial=0)) + 1, 2)
-    onehot = np.stack([(labels == c).astype(np.float32) for c in range(k)], axis=-1)
-    shares = np.clip(np.moveaxis(resize_2d(onehot, hw, order=1), -1, 0), 0.0, None)
-    return (shares / np.maximum(shares.sum(axis=0, keepdims=True), 1e-6)).astype(np.float32)
 
 
 def segment_base(item: Item, cfg: DataConfig, train: bool, rng: np.random.Generator,
