@@ -27,6 +27,7 @@ SAMPLES = REPO / "resources" / "samples"
 PACSMAN_MR = SAMPLES / "pacsman-mr" / "dicomseries"  # 128 MR slices of 128 × 128
 CHEST_XRAY = SAMPLES / "chest-xray" / "clinical_sample_01.png"
 CHEST_CT = SAMPLES / "chest-ct-lidc" / "dicom"  # 17 CT slices of 512 × 512
+FUNDUS = SAMPLES / "fundus" / "retina.jpg"  # a colour fundus photograph, read as modality OT
 
 
 class Recorder:
@@ -104,6 +105,18 @@ def test_model_list_follows_modality_and_lists_refused_models(home):
     html = ai_logic.card_html(everything["tiny-seg"])
     for text in ("Segmentation", "CC0", "Research use only. Not for diagnosis.", "made by the tests", "Metrics"):
         assert text in html
+
+
+def test_a_new_series_selects_its_likeliest_model(qtbot, window):
+    win = window
+    open_and_wait(qtbot, win, PACSMAN_MR)
+    win.ai.select_model("brain-tumor-mri-teacher")
+    win.ai.show_all.setChecked(True)  # the same series listed again: the user's choice is kept
+    assert win.ai.selected_entry().id == "brain-tumor-mri-teacher"
+    win.ai.show_all.setChecked(False)
+    open_and_wait(qtbot, win, FUNDUS)  # the brain models still fit (OT), but a new series gets its likeliest
+    assert win.ai.selected_entry().id == "retina-vessels-student"
+    assert "retina-vessels-student" in win.ai.card.toPlainText()
 
 
 # -- the panel ------------------------------------------------------------------------------------

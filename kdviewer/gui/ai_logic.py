@@ -111,10 +111,38 @@ def fit_problems(model: Model, volume: Volume | None) -> list[str]:
     return problems
 
 
+# DICOM modalities of photographs, taken in colour: ophthalmic and external-camera photography, endoscopy,
+# general and slide microscopy. A model whose card lists one of them was made for colour pictures.
+PHOTO_MODALITIES = frozenset({"OP", "XC", "ES", "GM", "SM"})
+GENERIC_MODALITIES = frozenset({"", "OT"})  # no modality, or "other" (picture files): says nothing of the content
+ROLE_ORDER = {"student": 0, "baseline": 0, "teacher": 1}  # the zoo's fast model (with or without KD) first
+
+
+def fit_rank(model: Model, volume: Volume | None) -> tuple[int, int, str]:
+    """Sort key of a fitting model for `volume`: the likeliest model first.
+
+    A card that names the series' own modality (MR for an MR series) comes first. A picture file (modality OT)
+    or a series without one says nothing of its content, so there the kind of picture decides: a colour picture
+    goes first to models made for photographs (OP, XC, ...: a fundus photograph to the vessel models), a grey
+    one to models made for grey images (MR, US, CR, ...). Then students before teachers, then by id.
+    """
+    modality = (volume.info.modality or "").upper() if volume is not None else ""
+    listed = set(model.modalities)
+    if modality not in GENERIC_MODALITIES and modality in listed:
+        match = 0
+    elif volume is None or not listed - GENERIC_MODALITIES:
+        match = 1  # no series, or a model that names no specific modality: no evidence either way
+    else:
+        photo = bool(listed & PHOTO_MODALITIES)
+        match = 1 if photo == volume.is_color else 2
+    return match, ROLE_ORDER.get(model.card.role, 2), model.id
+
+
 def model_entries(scan: RegistryScan, volume: Volume | None, show_all: bool = False) -> list[ModelEntry]:
-    """The list for `volume`: fitting models first; with `show_all` also the others and the refused ones."""
+    """The list for `volume`: fitting models first, likeliest first (`fit_rank`); with `show_all` also the
+    others and the refused ones."""
     fitting, others = [], []
-    for model in scan.models:
+    for model in sorted(scan.models, key=lambda m: fit_rank(m, volume)):
         problems = fit_problems(model, volume)
         entry = ModelEntry(model.id, model.task, model, not problems, "; ".join(problems), model.card_path)
         (others if problems else fitting).append(entry)

@@ -147,11 +147,12 @@ class AiPanel(BackgroundRun, QWidget):
         e.export_dicom.clicked.connect(self.exports.enhanced_dicom)
 
     # -- the model list ----------------------------------------------------------------------
-    def refresh_models(self, rescan: bool = False) -> None:
-        """List the models for the current series (rescan: read the registry folders again)."""
+    def refresh_models(self, rescan: bool = False, keep_selection: bool = True) -> None:
+        """List the models for the current series (rescan: read the registry folders again), keeping the
+        selected model where it is still listed (keep_selection False, for a new series: the likeliest one)."""
         if rescan:
             self.logic.refresh()
-        current = self.selected_entry()
+        current = self.selected_entry() if keep_selection else None
         self.entries = self.logic.entries(self.state.volume, self.show_all.isChecked())
         self.models.clear()
         for entry in self.entries:
@@ -308,7 +309,7 @@ class AiPanel(BackgroundRun, QWidget):
             self.refresh_models()
             return
         self._clear_results()
-        self.refresh_models()
+        self.refresh_models(keep_selection=False)
         if not self.is_running():
             fitting = sum(1 for e in self.entries if e.available and e.fits)
             self.status.setText(f"{fitting} model{'s' if fitting != 1 else ''} fit{'' if fitting != 1 else 's'} "
