@@ -37,9 +37,9 @@ def test_argmax_row_is_evaluates_dice_and_write_changes_only_postprocess(liver, 
                                 "--min-diameters", "0", "--threads", "1", "--write"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    argmax_row = next(line.split() for line in out.splitlines() if line.split()[:2] == ["0.50", "0.0"])
+    argmax_row = next(line.split() for line in out.splitlines() if line.split()[:3] == ["none", "0.50", "0.0"])
     want = evaluate_model(load_model(card), data, split="val", threads=1)["dice"]
-    assert argmax_row[2:4] == ["0.0", "0.0"] and float(argmax_row[6]) == pytest.approx(want, abs=1e-4)  # no gate
+    assert argmax_row[3:5] == ["0.0", "0.0"] and float(argmax_row[7]) == pytest.approx(want, abs=1e-4)  # no gate
     after = json.loads(card.read_text())
     line = next(x for x in out.splitlines() if x.startswith("chosen "))
     chosen = json.loads(line[len("chosen "):].split(": train", 1)[0])

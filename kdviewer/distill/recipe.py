@@ -164,6 +164,7 @@ class DistillConfig(TrainConfig):
 
 NUMERIC_POSTPROCESS = ("threshold", "min_diameter_mm", "lung_gate_mm", "lung_gate_min_cm2")
 BOOLEAN_POSTPROCESS = ("largest_component", "fill_holes", "fov_gate")
+FLIP_AVERAGES = ("h", "v", "hv")  # postprocess.flip_average: kdviewer.runtime.segment.FLIP_VIEWS
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,9 @@ class ExportConfig:
     components that overlap the lungs of the input CT, closed by a disc this wide in radius), lung_gate_min_cm2
     (>= 0, with lung_gate_mm: a slice showing less lung than this has none for the gate), min_diameter_mm
     (>= 0: drop components smaller than a lesion that wide), largest_component, fill_holes, fov_gate (true /
-    false; fov_gate: clear labels outside a photograph's field of view);
-    see `kdviewer.runtime.segment.postprocess_labels`.
+    false; fov_gate: clear labels outside a photograph's field of view), flip_average ("h", "v" or "hv": average
+    the class probabilities over the left-right / up-down flipped input, test-time augmentation);
+    see `kdviewer.runtime.segment.postprocess_labels` and `flip_views`.
     """
 
     opset: int = 17
@@ -196,8 +198,13 @@ class ExportConfig:
                 if not isinstance(value, bool):
                     raise RecipeError(source, name, f"should be true or false, got {_tname(value)}")
                 continue
+            if key == "flip_average":
+                if not isinstance(value, str):
+                    raise RecipeError(source, name, f"should be one of {', '.join(FLIP_AVERAGES)}, got {_tname(value)}")
+                _one_of(value, FLIP_AVERAGES, name, source)
+                continue
             if key not in NUMERIC_POSTPROCESS:
-                known = [*NUMERIC_POSTPROCESS, *BOOLEAN_POSTPROCESS]
+                known = [*NUMERIC_POSTPROCESS, *BOOLEAN_POSTPROCESS, "flip_average"]
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean 'export.postprocess.{close[0]}'?)" if close else ""
                 raise RecipeError(source, name, f"unknown key{hint}; known: {', '.join(known)}")

@@ -97,16 +97,50 @@ def probabilities_to_labels(probs: np.ndarray, postprocess: dict[str, Any]) -> n
     return np.argmax(probs, axis=1).astype(np.uint8)
 
 
+# The card's ``postprocess.flip_average``: the flipped views a batch is also run on (test-time augmentation, as
+# nnU-Net's mirroring): "h" left-right, "v" up-down, "hv" both and both at once (4 views).
+FLIP_VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "": ((),), "h": ((), (-1,)), "v": ((), (-2,)), "hv": ((), (-1,), (-2,), (-2, -1))}
+
+
+def flip_views(model: Model, flips: str | None = None) -> tuple[tuple[int, ...], ...]:
+    """The array axes of each view to average (() = as is): `flips`, by default the card's
+    ``postprocess.flip_average``."""
+    flips = (model.postprocess.get("flip_average") if flips is None else flips) or ""
+    if flips not in FLIP_VIEWS:
+        raise ModelInputError(model.onnx_path, f"card key postprocess.flip_average is {flips!r}; "
+                                               f"expected one of {sorted(k for k in FLIP_VIEWS if k)}")
+    return FLIP_VIEWS[flips]
+
+
+def flip_averaged(run, kind: str, views: Sequence[tuple[int, ...]]):
+    """`run` on each flipped view of a batch: the class probabilities of the views, flipped back and averaged."""
+
+    def averaged(batch: np.ndarray) -> np.ndarray:
+        total = None
+        for axes in views:
+            probs = to_probabilities(run(np.ascontiguousarray(np.flip(batch, axes)) if axes else batch), kind)
+            probs = np.flip(probs, axes) if axes else probs
+            total = probs if total is None else total + probs
+        return (total / len(views)).astype(np.float32)
+
+    return averaged
+
+
 class SlicePredictor:
     """Runs one segmentation model on chunks of same-sized slices; holds the session and the options."""
 
     def __init__(self, model: Model, threads: int | None = None, overlap: float = 0.25,
-                 batch_size: int = 4, blend: str = "gaussian"):
+                 batch_size: int = 4, blend: str = "gaussian", flips: str | None = None):
+        """flips: the flipped views to average ("", "h", "v", "hv"; None: the card's ``flip_average``)."""
         if model.task != "segment":
             raise ModelInputError(model.onnx_path, f"model {model.id} is a {model.task} model, not segment")
         self.model, self.overlap, self.batch_size, self.blend = model, overlap, batch_size, blend
         self.run = make_runner(model, threads)
         self.kind = str(model.card.output.get("kind", "logits"))
+        views = flip_views(model, flips)
+        if len(views) > 1:  # the tiles blend the averaged probabilities
+            self.run, self.kind = flip_averaged(self.run, self.kind, views), "probabilities"
 
     def probabilities(self, imgs: Sequence[np.ndarray], spacing_xy: Sequence[float] | None,
                       cancel: CancelFlag = None) -> np.ndarray:

@@ -1,0 +1,110 @@
+"""Test-time flip averaging of segmenters (the card's ``postprocess.flip_average``): the class probabilities of the
+flipped views, flipped back and averaged; refused in one line where the value is wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from runtime_models import runtime_models  # noqa: F401 - session fixture
+
+from kdviewer.distill.recipe import RecipeError, load_recipe
+from kdviewer.runtime import load_model, segment
+from kdviewer.runtime.errors import ModelInputError
+from kdviewer.runtime.segment import FLIP_VIEWS, SlicePredictor, flip_averaged, segment_volume
+
+RECIPES = Path(__file__).resolve().parents[1] / "resources" / "recipes"
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def test_the_average_is_over_the_flipped_back_views() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 1, 6, 8)).astype(np.float32)
+    ramp = (np.linspace(-2, 2, 8)[None, :] + np.linspace(0, 1, 6)[:, None]).astype(np.float32)
+
+    def run(batch):  # not flip-equivariant: class 1's logit grows to the right and downwards
+        return np.concatenate([np.zeros_like(batch), batch + ramp], axis=1)
+
+    got = flip_averaged(run, "logits", FLIP_VIEWS["hv"])(x)
+    views = [ramp, ramp[:, ::-1], ramp[::-1, :], ramp[::-1, ::-1]]  # each view's ramp, seen from the original
+    want = np.mean([_sigmoid(x[:, 0] + r) for r in views], axis=0)
+    np.testing.assert_allclose(got[:, 1], want, atol=1e-6)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-6)
+    got_h = flip_averaged(run, "logits", FLIP_VIEWS["h"])(x)
+    np.testing.assert_allclose(got_h[:, 1], (_sigmoid(x[:, 0] + ramp) + _sigmoid(x[:, 0] + ramp[:, ::-1])) / 2,
+                               atol=1e-6)
+
+    def pointwise(batch):  # a flip-equivariant net: averaging changes nothing
+        return np.concatenate([np.zeros_like(batch), 3 * batch], axis=1)
+
+    np.testing.assert_allclose(flip_averaged(pointwise, "logits", FLIP_VIEWS["hv"])(x)[:, 1],
+                               _sigmoid(3 * x[:, 0]), atol=1e-6)
+
+
+def _with_flips(runtime_models, tmp_path: Path, value) -> Path:  # noqa: F811 - fixture
+    card = runtime_models["tiny-seg"]
+    for suffix in (".json", ".onnx"):
+        shutil.copy(card.with_suffix(suffix), tmp_path / card.with_suffix(suffix).name)
+    copy = tmp_path / card.name
+    data = json.loads(copy.read_text())
+    data["postprocess"] = {**data.get("postprocess", {}), "flip_average": value}
+    copy.write_text(json.dumps(data))
+    return copy
+
+
+def test_a_card_with_flips_runs_the_network_on_each_view(runtime_models, tmp_path: Path,  # noqa: F811
+                                                         monkeypatch) -> None:
+    plain = load_model(runtime_models["tiny-seg"])
+    flipped = load_model(_with_flips(runtime_models, tmp_path, "hv"))
+    img = np.random.default_rng(1).uniform(0, 100, (32, 32)).astype(np.float32)  # one tile: no blending seams
+    img[8:20, 5:14] += 150
+    base = SlicePredictor(plain, threads=1)
+    want = np.mean([np.flip(base.probabilities([np.ascontiguousarray(np.flip(img, axes))], None)[0], axes)
+                    if axes else base.probabilities([img], None)[0] for axes in FLIP_VIEWS["hv"]], axis=0)
+    seen: list[np.ndarray] = []
+    make_runner = segment.make_runner
+
+    def recording(model, threads=None):
+        run = make_runner(model, threads)
+        return lambda batch: (seen.append(batch.copy()), run(batch))[1]
+
+    monkeypatch.setattr(segment, "make_runner", recording)
+    got = SlicePredictor(flipped, threads=1).probabilities([img], None)[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert len(seen) == 4  # the network ran on the image and on its three flips
+    for batch, axes in zip(seen, FLIP_VIEWS["hv"], strict=True):
+        np.testing.assert_array_equal(batch, np.flip(seen[0], axes) if axes else seen[0])
+    monkeypatch.undo()
+    np.testing.assert_allclose(SlicePredictor(flipped, threads=1, flips="").probabilities([img], None)[0],
+                               base.probabilities([img], None)[0], atol=1e-6)  # flips="" overrides the card
+
+
+def test_the_viewer_path_uses_the_card(runtime_models, tmp_path: Path) -> None:  # noqa: F811
+    flipped = load_model(_with_flips(runtime_models, tmp_path, "h"))
+    img = np.random.default_rng(2).uniform(0, 100, (1, 32, 32)).astype(np.float32)
+    img[0, 4:12, 20:30] += 150
+    labels = segment_volume(flipped, img).labels.array
+    probs = SlicePredictor(flipped, threads=1).probabilities([img[0]], None)[0]
+    np.testing.assert_array_equal(labels[0], np.argmax(probs, axis=0))
+
+
+@pytest.mark.parametrize("value", ["x", "vh", True])
+def test_a_wrong_card_value_is_one_line(runtime_models, tmp_path: Path, value) -> None:  # noqa: F811
+    model = load_model(_with_flips(runtime_models, tmp_path, value))
+    with pytest.raises(ModelInputError, match="flip_average") as info:
+        SlicePredictor(model, threads=1)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_the_recipe_key_is_checked() -> None:
+    recipe = load_recipe(RECIPES / "retina-vessels.toml", ['export.postprocess={fov_gate = true, flip_average = "hv"}'])
+    assert recipe.export.postprocess["flip_average"] == "hv"
+    for bad, says in (('"hvx"', "not one of h, v, hv"), ("true", "should be one of")):
+        with pytest.raises(RecipeError, match=says):
+            load_recipe(RECIPES / "retina-vessels.toml", [f"export.postprocess={{flip_average = {bad}}}"])
