@@ -13,7 +13,8 @@ the card's sha256. Per model:
 - latency: median ms of batch-1 onnxruntime runs (kdviewer's `make_runner`, ``--threads`` intra-op threads,
   each model in the convolution layout the runtime chose for it on this machine; the footnote names those run
   without onnxruntime's NCHWc rewrite)
-  on a random input of the card's shape; ``--rounds`` rounds, each timing every model in turn (the order
+  on a random input of the card's shape (a segmenter whose card averages flipped views, ``postprocess.flip_average``,
+  timed on all of them, as it runs); ``--rounds`` rounds, each timing every model in turn (the order
   rotated every round) so load from other jobs hits all of them alike; speed-up = teacher median / its
   median. The teacher is the row labelled ``teacher``, else the row whose card id the others name as
   ``teacher``;
@@ -424,6 +425,7 @@ def run_classics(methods: list[str], ref: Row, items: list[Any], data: str, layo
 
 def measure_latency(rows: list[Row], threads: int, rounds: int) -> None:
     """Fill each row's times_ms: after warm-up, `rounds` rounds timing every model in turn (order rotated)."""
+    from kdviewer.runtime.segment import flip_averaged, flip_views
     from kdviewer.runtime.session import layout_of, make_runner
 
     rng = np.random.default_rng(0)
@@ -432,6 +434,8 @@ def measure_latency(rows: list[Row], threads: int, rounds: int) -> None:
         (h, w), c = r.model.input_hw, r.model.channels
         x = rng.standard_normal((1, c, h, w)).astype(np.float32)
         run = make_runner(r.model, threads)
+        if r.model.task == "segment" and len(views := flip_views(r.model)) > 1:  # timed with all its views
+            run = flip_averaged(run, str(r.model.card.output.get("kind", "logits")), views)
         r.conv_plan = layout_of(r.model, threads)
         warm = []
         for _ in range(WARM_UP_RUNS + 2):  # the fastest of the last runs sets how many runs a round gets
