@@ -108,3 +108,16 @@ def test_the_recipe_key_is_checked() -> None:
     for bad, says in (('"hvx"', "not one of h, v, hv"), ("true", "should be one of")):
         with pytest.raises(RecipeError, match=says):
             load_recipe(RECIPES / "retina-vessels.toml", [f"export.postprocess={{flip_average = {bad}}}"])
+
+
+def test_the_card_panel_says_it_in_words(runtime_models, tmp_path: Path) -> None:  # noqa: F811
+    from kdviewer.gui.ai_logic import ModelEntry, card_html, postprocess_text
+
+    model = load_model(_with_flips(runtime_models, tmp_path, "hv"))
+    html = card_html(ModelEntry(model.id, model.task, model, True, "", model.card_path))
+    assert "Post-processing" in html and "the four averaged" in html
+    assert postprocess_text({"flip_average": "h", "fov_gate": True, "argmax": True}) == (
+        "each image also run flipped left-right, the two averaged; field-of-view gate")
+    assert postprocess_text({"lung_gate_mm": 9.0, "lung_gate_min_cm2": 5.0}) == (
+        "lung gate (9 mm, none on slices with < 5 cm² of lung)")
+    assert postprocess_text({"argmax": True}) == ""

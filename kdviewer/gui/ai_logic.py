@@ -214,6 +214,26 @@ def caveat_limits(caveat: Caveat, full: bool) -> list[str]:
     return [shorten(limit) for limit in caveat.limits[:CAVEAT_SHORT_ITEMS]]
 
 
+FLIP_WORDS = {"h": "each image also run flipped left-right, the two averaged",
+              "v": "each image also run flipped up-down, the two averaged",
+              "hv": "each image also run flipped left-right, up-down and both, the four averaged"}
+
+
+def postprocess_text(postprocess: dict) -> str:
+    """A segmentation card's post-processing in words, in the order it runs ("" when there is none)."""
+    pp = postprocess or {}
+    parts = [FLIP_WORDS.get(str(pp.get("flip_average") or ""), "")]
+    parts.append(f"class 1 where p ≥ {pp['threshold']:g}" if pp.get("threshold") is not None else "")
+    parts.append("field-of-view gate" if pp.get("fov_gate") else "")
+    if pp.get("lung_gate_mm"):
+        floor = f", none on slices with < {pp['lung_gate_min_cm2']:g} cm² of lung" if pp.get("lung_gate_min_cm2") else ""
+        parts.append(f"lung gate ({pp['lung_gate_mm']:g} mm{floor})")
+    parts.append(f"regions under {pp['min_diameter_mm']:g} mm removed" if pp.get("min_diameter_mm") else "")
+    parts.append("largest region only" if pp.get("largest_component") else "")
+    parts.append("holes filled" if pp.get("fill_holes") else "")
+    return "; ".join(part for part in parts if part)
+
+
 def card_html(entry: ModelEntry) -> str:
     """The card of a list entry as HTML: task, data, licence, metrics, parameters, intended use, limits."""
     if entry.model is None:
@@ -230,6 +250,7 @@ def card_html(entry: ModelEntry) -> str:
                          f"{escape(str(card.file.get('weights', 'float32')))} weights"),
         ("Input", f"{escape(str(inp.get('shape')))}; modalities {escape(', '.join(entry.model.modalities) or 'any')}"),
         ("Labels", escape(", ".join(entry.model.labels)) or "—"),
+        *([("Post-processing", escape(text))] if (text := postprocess_text(card.postprocess)) else []),
         ("Data", escape(str(training.get("dataset", "not stated")))),
         ("Licence", escape(str(training.get("licence", "not stated")))),
         ("Metrics", _metrics_html(card.metrics or {})),
