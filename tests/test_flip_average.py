@@ -46,6 +46,13 @@ def test_the_average_is_over_the_flipped_back_views() -> None:
     np.testing.assert_allclose(flip_averaged(pointwise, "logits", FLIP_VIEWS["hv"])(x)[:, 1],
                                _sigmoid(3 * x[:, 0]), atol=1e-6)
 
+    def three_classes(batch):  # the softmax path (more than two classes), same ramp on class 1
+        return np.concatenate([np.zeros_like(batch), batch + ramp, np.ones_like(batch)], axis=1)
+
+    got3 = flip_averaged(three_classes, "logits", FLIP_VIEWS["hv"])(x)
+    e = [np.exp(np.stack([np.zeros_like(x[:, 0]), x[:, 0] + r, np.ones_like(x[:, 0])], 1)) for r in views]
+    np.testing.assert_allclose(got3, np.mean([v / v.sum(1, keepdims=True) for v in e], axis=0), atol=1e-6)
+
 
 def _with_flips(runtime_models, tmp_path: Path, value) -> Path:  # noqa: F811 - fixture
     card = runtime_models["tiny-seg"]
@@ -77,9 +84,10 @@ def test_a_card_with_flips_runs_the_network_on_each_view(runtime_models, tmp_pat
     monkeypatch.setattr(segment, "make_runner", recording)
     got = SlicePredictor(flipped, threads=1).probabilities([img], None)[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
-    assert len(seen) == 4  # the network ran on the image and on its three flips
-    for batch, axes in zip(seen, FLIP_VIEWS["hv"], strict=True):
-        np.testing.assert_array_equal(batch, np.flip(seen[0], axes) if axes else seen[0])
+    (batch,) = seen  # one call: the image and its three flips in one batch
+    assert batch.shape[0] == 4
+    for view, axes in zip(batch, FLIP_VIEWS["hv"], strict=True):
+        np.testing.assert_array_equal(view, np.flip(batch[0], axes) if axes else batch[0])
     monkeypatch.undo()
     np.testing.assert_allclose(SlicePredictor(flipped, threads=1, flips="").probabilities([img], None)[0],
                                base.probabilities([img], None)[0], atol=1e-6)  # flips="" overrides the card

@@ -79,7 +79,7 @@ def test_recipe_accepts_the_postprocess_table_of_a_segment_recipe(tmp_path: Path
                        ["export.postprocess={min_diameter_mm = 2.5, largest_component = true, fill_holes = false}"])
     assert over.export.postprocess["min_diameter_mm"] == 2.5
     assert load_recipe(RECIPES / "liver-ct.toml").export.postprocess == {}
-    assert load_recipe(RECIPES / "retina-vessels.toml").export.postprocess == {"fov_gate": True}
+    assert load_recipe(RECIPES / "retina-vessels.toml").export.postprocess == {"fov_gate": True, "flip_average": "hv"}
 
 
 @pytest.mark.parametrize(("recipe", "value", "key", "words"), [

@@ -114,15 +114,28 @@ def flip_views(model: Model, flips: str | None = None) -> tuple[tuple[int, ...],
 
 
 def flip_averaged(run, kind: str, views: Sequence[tuple[int, ...]]):
-    """`run` on each flipped view of a batch: the class probabilities of the views, flipped back and averaged."""
+    """`run` on each flipped view of a batch (all views in one call): the class probabilities of the views,
+    flipped back and averaged."""
 
     def averaged(batch: np.ndarray) -> np.ndarray:
+        n = batch.shape[0]
+        out = run(np.concatenate([np.flip(batch, axes) if axes else batch for axes in views]))
         total = None
-        for axes in views:
-            probs = to_probabilities(run(np.ascontiguousarray(np.flip(batch, axes)) if axes else batch), kind)
+        for k, axes in enumerate(views):
+            view = out[k * n:(k + 1) * n]
+            if kind == "logits" and view.shape[1] == 2:  # two classes: p(1) = sigmoid(l1 - l0), in place
+                probs = view[:, 1] - view[:, 0]
+                np.negative(probs, out=probs)
+                np.exp(probs, out=probs)
+                probs += 1.0
+                np.reciprocal(probs, out=probs)
+                probs = probs[:, None]
+            else:
+                probs = to_probabilities(view, kind)
             probs = np.flip(probs, axes) if axes else probs
-            total = probs if total is None else total + probs
-        return (total / len(views)).astype(np.float32)
+            total = probs.copy() if total is None else np.add(total, probs, out=total)
+        total /= len(views)
+        return total if total.shape[1] > 1 else np.concatenate([1.0 - total, total], axis=1)
 
     return averaged
 
