@@ -116,7 +116,9 @@ def test_a_new_series_selects_its_likeliest_model(qtbot, window):
     win.ai.show_all.setChecked(False)
     open_and_wait(qtbot, win, FUNDUS)  # the brain models still fit (OT), but a new series gets its likeliest
     assert win.ai.selected_entry().id == "retina-vessels-student"
-    assert "retina-vessels-student" in win.ai.card.toPlainText()
+    card = win.ai.card.toPlainText()
+    assert "retina-vessels-student" in card and "the four averaged" in card  # the shipped card's flip averaging
+    assert win.ai.results_area.isHidden()  # no result yet: the card has the room
 
 
 # -- the panel ------------------------------------------------------------------------------------
@@ -128,8 +130,10 @@ def test_segment_shows_overlay_legend_and_jumps_to_the_lesion(qtbot, window, err
     assert not entries["tampered-cls"].available
     win.ai.select_model("tiny-seg")
     assert "Research use only. Not for diagnosis." in win.ai.card.toPlainText()
+    assert win.ai.results_area.isHidden()
     run_model(qtbot, win, "tiny-seg")
     assert "ms" in win.ai.status.text()  # the latency
+    assert not win.ai.results_area.isHidden()
     labels = win.state.overlay
     assert labels is not None and labels.same_grid(win.state.volume) and labels.array.max() == 1
     axial = win.grid.views["axial"]

@@ -107,6 +107,8 @@ class AiPanel(BackgroundRun, QWidget):
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(results)
+        scroll.hide()  # shown with the first result: until then the card gets the room
+        self.results_area = scroll
         top = QHBoxLayout()
         top.addWidget(self.show_all)
         top.addStretch(1)
@@ -229,6 +231,7 @@ class AiPanel(BackgroundRun, QWidget):
     # -- showing results ---------------------------------------------------------------------
     def _show_result(self, run: AiRun) -> None:
         task = run.model.task
+        self.results_area.show()
         if task == "classify":
             self._show_classification(run)
         elif task == "segment":
@@ -333,6 +336,7 @@ class AiPanel(BackgroundRun, QWidget):
         self.logic.clear()
         for box in (self.classification, self.segmentation, self.enhancement):
             box.hide()
+        self.results_area.hide()
         self.grid.set_heatmap(None)
         self.grid.set_ai_text("")
         self.grid.set_compare(None, None)
