@@ -81,8 +81,11 @@ def to_probabilities(out: np.ndarray, kind: str) -> np.ndarray:
     """(N, K, H, W) probabilities from logits (softmax; one channel: sigmoid as [1 - p, p]) or as given."""
     if kind != "logits":
         return out if out.shape[1] > 1 else np.concatenate([1 - out, out], axis=1)
-    if out.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-out))
+    if out.shape[1] <= 2:  # sigmoid, or the softmax of two classes: p(1) = sigmoid(l1 - l0), in place
+        p = -out if out.shape[1] == 1 else out[:, :1] - out[:, 1:]
+        np.exp(p, out=p)
+        p += 1.0
+        np.reciprocal(p, out=p)
         return np.concatenate([1 - p, p], axis=1)
     e = np.exp(out - out.max(axis=1, keepdims=True))
     e /= e.sum(axis=1, keepdims=True)
@@ -114,28 +117,18 @@ def flip_views(model: Model, flips: str | None = None) -> tuple[tuple[int, ...],
 
 
 def flip_averaged(run, kind: str, views: Sequence[tuple[int, ...]]):
-    """`run` on each flipped view of a batch (all views in one call): the class probabilities of the views,
-    flipped back and averaged."""
+    """`run` on each flipped view of a batch (all views in one call): the class probabilities of the views
+    (`to_probabilities`), flipped back and averaged."""
 
     def averaged(batch: np.ndarray) -> np.ndarray:
         n = batch.shape[0]
         out = run(np.concatenate([np.flip(batch, axes) if axes else batch for axes in views]))
-        total = None
+        total = np.zeros((n, max(out.shape[1], 2), *out.shape[2:]), np.float32)
         for k, axes in enumerate(views):
-            view = out[k * n:(k + 1) * n]
-            if kind == "logits" and view.shape[1] == 2:  # two classes: p(1) = sigmoid(l1 - l0), in place
-                probs = view[:, 1] - view[:, 0]
-                np.negative(probs, out=probs)
-                np.exp(probs, out=probs)
-                probs += 1.0
-                np.reciprocal(probs, out=probs)
-                probs = probs[:, None]
-            else:
-                probs = to_probabilities(view, kind)
-            probs = np.flip(probs, axes) if axes else probs
-            total = probs.copy() if total is None else np.add(total, probs, out=total)
+            probs = to_probabilities(out[k * n:(k + 1) * n], kind)
+            total += np.flip(probs, axes) if axes else probs
         total /= len(views)
-        return total if total.shape[1] > 1 else np.concatenate([1.0 - total, total], axis=1)
+        return total
 
     return averaged
 
