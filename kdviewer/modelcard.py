@@ -19,6 +19,7 @@ SCHEMA = "kdviewer.model/1"
 TASKS = ("classify", "segment", "denoise", "super_resolve")
 ROLES = ("teacher", "student", "baseline")
 INTENDED_USE = "Research use only. Not for diagnosis."
+FLIP_AVERAGES = ("", "h", "v", "hv")  # postprocess.flip_average of a segmenter: kdviewer.runtime.segment.FLIP_VIEWS
 
 
 class ModelCardError(KdviewerError):
@@ -123,6 +124,10 @@ def validate_card(data: Any) -> list[str]:
         problems.append("'output.kind' should be a string")
     if data["task"] in ("classify", "segment") and not isinstance(data["output"].get("labels"), list):
         problems.append("'output.labels' should be a list for classify and segment models")
+    flips = data.get("postprocess", {}).get("flip_average")
+    if flips not in (None, *FLIP_AVERAGES):
+        problems.append(f"'postprocess.flip_average' should be one of {', '.join(map(repr, FLIP_AVERAGES))}, "
+                        f"got {flips!r}")
     return problems
 
 

@@ -12,7 +12,8 @@ import pytest
 from runtime_models import runtime_models  # noqa: F401 - session fixture
 
 from kdviewer.distill.recipe import RecipeError, load_recipe
-from kdviewer.runtime import load_model, segment
+from kdviewer.modelcard import ModelCardError
+from kdviewer.runtime import load_model, scan_models, segment
 from kdviewer.runtime.errors import ModelInputError
 from kdviewer.runtime.segment import FLIP_VIEWS, SlicePredictor, flip_averaged, segment_volume
 
@@ -103,11 +104,15 @@ def test_the_viewer_path_uses_the_card(runtime_models, tmp_path: Path) -> None: 
 
 
 @pytest.mark.parametrize("value", ["x", "vh", True])
-def test_a_wrong_card_value_is_one_line(runtime_models, tmp_path: Path, value) -> None:  # noqa: F811
-    model = load_model(_with_flips(runtime_models, tmp_path, value))
-    with pytest.raises(ModelInputError, match="flip_average") as info:
-        SlicePredictor(model, threads=1)
+def test_a_wrong_card_value_is_refused_at_load_in_one_line(runtime_models, tmp_path: Path, value) -> None:  # noqa: F811
+    card = _with_flips(runtime_models, tmp_path, value)
+    with pytest.raises(ModelCardError, match="flip_average") as info:
+        load_model(card)
     assert len(str(info.value).splitlines()) == 1
+    scan = scan_models([(tmp_path, "user")])  # the registry lists it as refused, with the reason
+    assert not scan.models and "flip_average" in scan.refused[0][1]
+    with pytest.raises(ModelInputError, match="flip_average"):  # and a wrong override is refused where it is given
+        SlicePredictor(load_model(runtime_models["tiny-seg"]), threads=1, flips=str(value))
 
 
 def test_the_recipe_key_is_checked() -> None:
