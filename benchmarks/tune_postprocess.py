@@ -6,7 +6,8 @@ gate) on its TRAINING split, then report the choice on the validation split besi
 
 The training split is the model's own (rebuilt from its card's recipe, as `kdviewer evaluate --split train`:
 for simulated nodules, training's slices with fixed, validation-style nodules). Each image's probabilities are
-computed once per flip setting (`runtime.segment.flip_averaged`: the test-time flips averaged); every (threshold, min_diameter_mm, lung_gate_mm, lung_gate_min_cm2) choice is then scored with
+computed once per flip setting (`runtime.segment.flip_averaged`: the test-time flips averaged); every
+(threshold, min_diameter_mm, lung_gate_mm, lung_gate_min_cm2) choice is then scored with
 the runtime's own post-processing (`runtime.segment.probabilities_to_labels` + `postprocess_labels`) and
 `kdviewer evaluate`'s per-image Dice (mean over images whose truth or prediction is non-empty, inside the field
 of view). The choice with the best training Dice wins (ties: the simpler one, listed first); the validation

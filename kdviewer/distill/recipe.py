@@ -19,6 +19,7 @@ from typing import Any
 import tomli_w
 
 from kdviewer.errors import KdviewerError
+from kdviewer.modelcard import FLIP_AVERAGES as CARD_FLIP_AVERAGES
 
 TASKS = ("classify", "segment", "denoise", "super_resolve")
 KD_METHODS = ("none", "hinton", "dkd", "fitnets", "attention", "pixel", "cwd", "restoration")
@@ -164,7 +165,7 @@ class DistillConfig(TrainConfig):
 
 NUMERIC_POSTPROCESS = ("threshold", "min_diameter_mm", "lung_gate_mm", "lung_gate_min_cm2")
 BOOLEAN_POSTPROCESS = ("largest_component", "fill_holes", "fov_gate")
-FLIP_AVERAGES = ("h", "v", "hv")  # postprocess.flip_average: kdviewer.runtime.segment.FLIP_VIEWS
+FLIP_AVERAGES = tuple(f for f in CARD_FLIP_AVERAGES if f)  # postprocess.flip_average, as a card takes it
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from kdviewer.imaging.components import (
 )
 from kdviewer.imaging.nodules import lung_region
 from kdviewer.imaging.resample import resize_channels_linear
+from kdviewer.modelcard import FLIP_AVERAGES
 from kdviewer.runtime.control import CancelFlag, Progress, check_cancel, report
 from kdviewer.runtime.errors import ModelInputError
 from kdviewer.runtime.inputs import model_image, model_input, slice_stack
@@ -104,6 +105,7 @@ def probabilities_to_labels(probs: np.ndarray, postprocess: dict[str, Any]) -> n
 # nnU-Net's mirroring): "h" left-right, "v" up-down, "hv" both and both at once (4 views).
 FLIP_VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {
     "": ((),), "h": ((), (-1,)), "v": ((), (-2,)), "hv": ((), (-1,), (-2,), (-2, -1))}
+assert tuple(FLIP_VIEWS) == FLIP_AVERAGES  # the values a card may carry (kdviewer.modelcard)
 
 
 def flip_views(model: Model, flips: str | None = None) -> tuple[tuple[int, ...], ...]:
