@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tomli_w
 
 from kdviewer.gui import distil_logic as logic
 from kdviewer.gui.research_distill import DistilTab
@@ -225,3 +226,21 @@ def test_the_tab_never_imports_torch_or_the_engine() -> None:
             "bad = [m for m in ('torch', 'kdviewer.distill') if m in sys.modules]\nassert not bad, bad\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_form_keeps_the_float32_schedule_only_for_the_epochs_left_as_shipped(tmp_path: Path) -> None:
+    from kdviewer.distill.recipe import load_recipe
+
+    form = logic.form_defaults("segment", str(tmp_path / "drive"), tmp_path / "runs")
+    shipped = tomllib.loads((logic.RECIPES_DIR / "retina-vessels.toml").read_text(encoding="utf-8"))
+    fallback = shipped["without_bf16"]
+    assert (form.teacher_epochs, form.epochs) == (shipped["train"]["epochs"], shipped["distill"]["epochs"])
+    assert logic.recipe_dict(form)["without_bf16"] == fallback  # the float32 schedule applies where it must
+    note = logic.float32_epochs_note("segment")
+    assert f"teacher {fallback['train']['epochs']} and student {fallback['distill']['epochs']} epochs" in note
+    changed = logic.recipe_dict(logic.form_with(form, epochs=form.epochs + 1))
+    assert changed["without_bf16"]["distill"] == {} and changed["without_bf16"]["train"] == fallback["train"]
+    path = tmp_path / "r.toml"
+    path.write_text(tomli_w.dumps(changed), encoding="utf-8")
+    assert load_recipe(path).without_bf16["train"] == fallback["train"]  # the engine takes the form's recipe
+    assert logic.float32_epochs_note("denoise") == ""  # a float32 recipe has no second schedule

@@ -34,6 +34,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "step", "none")
 RESTORE_LOSSES = ("l1", "mse")
 PRECISIONS = ("fp32", "bf16")  # kdviewer.distill.trainer_precision
+STAGES = ("train", "distill")
 WEIGHTS = ("float32", "float16")
 
 
@@ -239,6 +240,10 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    # [without_bf16.train] / [without_bf16.distill]: the stage's keys that change where the stage asks for bfloat16
+    # and the device computes it in float32 (no AVX512-BF16 / AMX: ~1.7x slower steps), e.g. fewer epochs so that
+    # the run keeps its time budget there; applied by `kdviewer.distill.trainer_precision.schedule_for_device`
+    without_bf16: dict[str, Any] = field(default_factory=dict)
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -277,7 +282,46 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise RecipeError(path, None, f"not valid TOML: {exc}") from None
     for item in overrides:
         _apply_override(raw, item, path)
+    _keep_overrides(raw, overrides)
     return recipe_from_dict(raw, path)
+
+
+def stage_precisions(recipe: Recipe, stage: str) -> tuple[str, ...]:
+    """The precisions a stage asks for: its net's, and (distill) its live teacher's forward."""
+    if stage == "train":
+        return (recipe.train.precision,)
+    return (recipe.distill.precision, recipe.distill.teacher_precision)
+
+
+def apply_without_bf16(recipe: Recipe, stage: str) -> Recipe:
+    """`recipe` with `[without_bf16.<stage>]`'s keys in place of the stage's own (that entry then dropped), as
+    the stage runs where bfloat16 is not native; unchanged where the table has no entry for the stage."""
+    table = recipe.without_bf16.get(stage)
+    if not table:
+        return recipe
+    cfg = recipe.stage(stage)
+    cls = type(cfg)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"without_bf16.{stage}"
+    _check_unknown(table, fields, prefix + ".", recipe.source)
+    for key in ("precision", "teacher_precision"):
+        if key in table:
+            raise RecipeError(recipe.source, f"{prefix}.{key}", "is decided by the device; this table changes the "
+                              "schedule that runs in float32 (epochs, batch_size, ...)")
+    values = {k: _coerce(v, _hint(cls, k), f"{prefix}.{k}", recipe.source) for k, v in table.items()}
+    rest = {k: v for k, v in recipe.without_bf16.items() if k != stage}
+    return dataclasses.replace(recipe, without_bf16=rest, **{stage: dataclasses.replace(cfg, **values)})
+
+
+def _keep_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
+    """A key set on the command line (`train.epochs=45`) wins over `[without_bf16]`'s value for it."""
+    fallback = raw.get("without_bf16")
+    if not isinstance(fallback, dict):
+        return
+    for item in overrides:
+        parts = item.partition("=")[0].strip().split(".")
+        if len(parts) == 2 and parts[0] in STAGES and isinstance(fallback.get(parts[0]), dict):
+            fallback[parts[0]].pop(parts[1], None)
 
 
 def recipe_from_dict(raw: dict[str, Any], source: Path | None = None) -> Recipe:
@@ -478,11 +522,31 @@ def _check_choices(recipe: Recipe, source: Path | None) -> None:
         raise RecipeError(source, "distill.kd_rampup_epochs", f"applies to methods pixel and cwd, not '{kd.method}'")
     _one_of(recipe.export.weights, WEIGHTS, "export.weights", source)
     recipe.export.check_postprocess(recipe.task, source)
+    _check_without_bf16(recipe, source)
     if recipe.data.channels not in (1, 3):
         raise RecipeError(source, "data.channels", "should be 1 or 3")
     if not 0.0 < recipe.data.val_fraction < 1.0:
         raise RecipeError(source, "data.val_fraction", "should be between 0 and 1")
     _check_architectures(recipe, source)
+
+
+def _check_without_bf16(recipe: Recipe, source: Path | None) -> None:
+    """[without_bf16] holds `train` / `distill` tables whose keys, in place of the stage's, make a valid recipe."""
+    applied = recipe
+    for stage, table in recipe.without_bf16.items():
+        if stage not in STAGES:
+            raise RecipeError(source, f"without_bf16.{stage}", f"unknown table; known: {', '.join(STAGES)}")
+        if not isinstance(table, dict):
+            raise RecipeError(source, f"without_bf16.{stage}", f"should be a table, got {_tname(table)}")
+        applied = apply_without_bf16(applied, stage)
+    if applied is not recipe:
+        try:
+            _check_choices(dataclasses.replace(applied, without_bf16={}), source)
+        except RecipeError as exc:  # name the table's key, where the value came from
+            key = exc.key or ""
+            fallback = key.partition(".")[0] in recipe.without_bf16 and key.partition(".")[2] in \
+                recipe.without_bf16[key.partition(".")[0]]
+            raise RecipeError(source, f"without_bf16.{key}" if fallback else key, exc.reason) from None
 
 
 def _check_architectures(recipe: Recipe, source: Path | None) -> None:

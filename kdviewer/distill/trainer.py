@@ -55,7 +55,7 @@ from kdviewer.distill.trainer_ema import WeightAverage, ema_decay
 from kdviewer.distill.trainer_kd import Distiller, feature_pairs
 from kdviewer.distill.trainer_models import Teacher, build_net, load_teacher, net_spec
 from kdviewer.distill.trainer_optim import build_optimizer, build_scheduler
-from kdviewer.distill.trainer_precision import resolve_precision
+from kdviewer.distill.trainer_precision import resolve_precision, schedule_for_device
 from kdviewer.distill.trainer_run import recipe_changes, write_metrics, write_run_files
 from kdviewer.distill.trainer_step import DistillStep
 from kdviewer.distill.trainer_tasks import TaskAdapter, task_adapter
@@ -106,6 +106,7 @@ def training_step(recipe: Recipe, stage: str, *, datasets: Datasets | None = Non
     """The `DistillStep` a `train` or `distill` run of `recipe` would train with, built as the run builds it
     (seeded nets, teacher, adapters, optimizer, schedule, cache policy) in this process; nothing is written."""
     ctx = single_process(recipe.device)
+    recipe, _ = schedule_for_device(recipe, stage, ctx.device)
     reporter = EventReporter(None, "none", enabled=False)
     # the run folder is only written by `_Loop.fit`, which is not called here
     return _Loop(recipe, stage, Path.cwd(), ctx, reporter, resume=False, datasets=datasets).step
@@ -131,6 +132,10 @@ def _run(recipe: Recipe, stage: str, out: str | Path | None, resume: bool, progr
         run_dir = Path(broadcast_object(ctx, str(Path(out) if out else default_run_dir(recipe, stage)))).resolve()
         reporter = EventReporter(run_dir if ctx.is_main else None, progress, enabled=ctx.is_main)
         reporter.listeners.extend(listeners)
+        # a recipe's float32 schedule where it asks for bfloat16 and this device lacks it (said once, in the log)
+        recipe, schedule = schedule_for_device(recipe, stage, ctx.device)
+        if schedule and ctx.is_main:
+            reporter.log(schedule)
         try:
             _Loop(recipe, stage, run_dir, ctx, reporter, resume, datasets).fit()
             if export and ctx.is_main:

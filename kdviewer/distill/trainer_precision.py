@@ -7,7 +7,9 @@ float32 (Kalamkar et al. 2019, "A study of BFLOAT16 for deep learning training")
 AMX, oneDNN's bfloat16 convolutions made a ResNet-50 or U-Net training step 1.7-1.8x faster
 (`benchmarks/bench_layout.py --compare precision`); depthwise convolutions (MobileNetV2) were slower, so recipes ask for it per net.
 Where the device has no native bfloat16 (an AVX2 laptop, where it would be emulated and slow), the run trains in
-float32 and says so once: the recipe still runs everywhere.
+float32 and says so once: the recipe still runs everywhere. Float32 steps take ~1.7x as long there, so a recipe may
+carry a shorter schedule for that case (`[without_bf16.train]` / `[without_bf16.distill]`, e.g. fewer epochs), which
+`schedule_for_device` puts in place of the stage's own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from kdviewer.distill.recipe import Recipe, apply_without_bf16, stage_precisions
 
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -71,3 +75,16 @@ def to_float(value: Any) -> Any:
         return {k: to_float(v) for k, v in value.items()}
     return value
 
+
+
+def schedule_for_device(recipe: Recipe, stage: str, device: torch.device,
+                        flags: set[str] | None = None) -> tuple[Recipe, str]:
+    """The recipe `stage` runs with on `device`: where the stage asks for bfloat16 and the device computes it in
+    float32, `[without_bf16.<stage>]`'s keys replace the stage's (a shorter float32 schedule that keeps the
+    recipe's time budget); else the recipe as it is. The second value says what changed ("" when nothing)."""
+    table = recipe.without_bf16.get(stage)
+    if not table or "bf16" not in stage_precisions(recipe, stage) or native_bf16(device, flags):
+        return recipe, ""
+    changed = apply_without_bf16(recipe, stage)
+    keys = ", ".join(f"{stage}.{k} = {getattr(changed.stage(stage), k)!r}" for k in table)
+    return changed, f"[without_bf16.{stage}]: {keys} (bfloat16 is not native here: the float32 schedule)"

@@ -170,6 +170,20 @@ def form_defaults(task: str, data_dir: str, out_root: str | Path, now: float | N
                       seed=int(raw.get("seed", 0)), name=name, out_dir=str(Path(out_root) / name))
 
 
+def float32_epochs_note(task: str) -> str:
+    """The epochs `task`'s shipped recipe trains where bfloat16 is not native (its `[without_bf16]` schedule), in
+    words for the form; "" where it has none. The form's epochs are the bfloat16 schedule's; left as they are,
+    the run takes the float32 ones on such a CPU (most laptops)."""
+    raw = shipped_recipe(task)
+    fallback = raw.get("without_bf16", {})
+    parts = [f"{who} {fallback[stage]['epochs']}" for stage, who in (("train", "teacher"), ("distill", "student"))
+             if "epochs" in fallback.get(stage, {})]
+    if not parts:
+        return ""
+    return (f"Where the CPU has no native bfloat16 (most laptops) these defaults train {' and '.join(parts)} "
+            "epochs, to keep the hour; epochs you change are trained as given.")
+
+
 def default_name(data_dir: str, now: float | None = None) -> str:
     """A recipe name from the data folder and the time (the model ids become `<name>-student`)."""
     stem = re.sub(r"[^A-Za-z0-9]+", "-", Path(data_dir).name if data_dir else "").strip("-").lower() or "distil"
@@ -292,6 +306,10 @@ def recipe_dict(form: DistilForm) -> dict[str, Any]:
     if old.get("arch") == form.student_arch:   # keep the shipped options of the same net (stem, depth)
         student = {**old, **student}
     raw["student_net"] = student
+    fallback = raw.get("without_bf16", {})
+    for stage, epochs in (("train", form.teacher_epochs), ("distill", form.epochs)):
+        if epochs != raw.get(stage, {}).get("epochs"):  # changed in the form: trained as given on every CPU
+            fallback.get(stage, {}).pop("epochs", None)
     raw.setdefault("train", {})["epochs"] = form.teacher_epochs
     distill = raw.setdefault("distill", {})
     distill.update(epochs=form.epochs, method=form.method, alpha=float(form.alpha))

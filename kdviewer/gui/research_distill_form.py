@@ -104,6 +104,8 @@ class DistilFormMixin:
         self.epochs_spin = _spin(1, 10000, 10)
         self.seed_spin = _spin(0, 2**31 - 1, 0)
         form.addRow("Epochs", _row(self.epochs_spin, QLabel("seed"), self.seed_spin))
+        self.epochs_note = _WrapLabel("")
+        form.addRow("", self.epochs_note)
         self.name_edit = QLineEdit()
         self.name_edit.textEdited.connect(self._on_name_edited)
         self.name_edit.setToolTip("the recipe name; the model ids become <name>-student and <name>-teacher")
@@ -224,6 +226,8 @@ class DistilFormMixin:
         self.temperature_spin.setValue(defaults.temperature)
         self.alpha_spin.setValue(defaults.alpha)
         self.epochs_spin.setValue(defaults.epochs)
+        self.epochs_note.setText(logic.float32_epochs_note(task))
+        self.epochs_note.setVisible(bool(self.epochs_note.text()))
         self.seed_spin.setValue(defaults.seed)
         if not self.name_edit.text():
             self._fresh_name()
