@@ -244,3 +244,6 @@ def test_the_form_keeps_the_float32_schedule_only_for_the_epochs_left_as_shipped
     path.write_text(tomli_w.dumps(changed), encoding="utf-8")
     assert load_recipe(path).without_bf16["train"] == fallback["train"]  # the engine takes the form's recipe
     assert logic.float32_epochs_note("denoise") == ""  # a float32 recipe has no second schedule
+    extra = logic.recipe_dict(logic.form_with(form, overrides=("train.epochs=7", "distill.lr=0.001")))
+    assert extra["train"]["epochs"] == 7 and extra["without_bf16"]["train"] == {}  # extra settings win too
+    assert extra["without_bf16"]["distill"] == fallback["distill"]

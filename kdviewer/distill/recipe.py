@@ -542,11 +542,10 @@ def _check_without_bf16(recipe: Recipe, source: Path | None) -> None:
     if applied is not recipe:
         try:
             _check_choices(dataclasses.replace(applied, without_bf16={}), source)
-        except RecipeError as exc:  # name the table's key, where the value came from
-            key = exc.key or ""
-            fallback = key.partition(".")[0] in recipe.without_bf16 and key.partition(".")[2] in \
-                recipe.without_bf16[key.partition(".")[0]]
-            raise RecipeError(source, f"without_bf16.{key}" if fallback else key, exc.reason) from None
+        except RecipeError as exc:  # name the table's key where the value came from there
+            stage, _, name = (exc.key or "").partition(".")
+            key = f"without_bf16.{exc.key}" if name in recipe.without_bf16.get(stage, {}) else exc.key
+            raise RecipeError(source, key, exc.reason) from None
 
 
 def _check_architectures(recipe: Recipe, source: Path | None) -> None:

@@ -76,7 +76,6 @@ def to_float(value: Any) -> Any:
     return value
 
 
-
 def schedule_for_device(recipe: Recipe, stage: str, device: torch.device,
                         flags: set[str] | None = None) -> tuple[Recipe, str]:
     """The recipe `stage` runs with on `device`: where the stage asks for bfloat16 and the device computes it in

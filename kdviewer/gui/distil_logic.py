@@ -211,6 +211,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> None:
         if not sep or not key:
             raise DistilFormError(f"extra settings: {item!r} is not key=value (e.g. distill.batch_size=16)")
         *tables, last = key.split(".")
+        if len(tables) == 1 and isinstance(raw.get("without_bf16", {}).get(tables[0]), dict):
+            raw["without_bf16"][tables[0]].pop(last, None)  # a value set here wins, on every CPU (as with --set)
         section = raw
         for part in tables:
             section = section.setdefault(part, {})
